@@ -1,0 +1,134 @@
+"""Construction-time checks of hyperparameters and update-time checks of trees.
+
+Every message names the function, the parameter, the value received and what is valid, e.g.
+``adam: b1 must be in [0, 1), got 1.0``. Only concrete Python/NumPy numbers are range-checked:
+jax arrays, tracers (``optax.inject_hyperparams``) and schedules pass through unchecked, because
+their values are not known when the transformation is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adamjax import moments
+
+
+def _is_concrete_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _check_number(fn: str, name: str, value: Any, *, schedule_ok: bool) -> bool:
+    """Returns True when ``value`` is a concrete number to range-check; raises on wrong types."""
+    if _is_concrete_number(value):
+        return True
+    if isinstance(value, (jax.Array, np.ndarray)) or (schedule_ok and callable(value)):
+        return False
+    kinds = "a number, a jax array or a schedule" if schedule_ok else "a number or a jax array"
+    raise TypeError(f"{fn}: {name} must be {kinds}, got {value!r} of type {type(value).__name__}")
+
+
+def check_unit_interval(fn: str, name: str, value: Any) -> None:
+    """Checks a decay rate such as ``b1``/``b2`` lies in [0, 1)."""
+    if _check_number(fn, name, value, schedule_ok=False) and not 0.0 <= value < 1.0:
+        raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
+
+
+def check_non_negative(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
+    """Checks ``value`` is a finite number in [0, inf) (NaN and inf are rejected)."""
+    if _check_number(fn, name, value, schedule_ok=schedule_ok) and not (
+        math.isfinite(value) and value >= 0.0
+    ):
+        raise ValueError(f"{fn}: {name} must be a finite number in [0, inf), got {value!r}")
+
+
+def check_choice(fn: str, name: str, value: Any, choices: Sequence[str]) -> None:
+    """Checks ``value`` is one of the strings in ``choices``."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{fn}: {name} must be one of {options}, got {value!r}")
+
+
+def check_bool(fn: str, name: str, value: Any) -> None:
+    """Checks ``value`` is a Python bool (a traced flag would silently pick one branch)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
+
+
+def check_float_dtype(fn: str, name: str, value: Any) -> None:
+    """Checks ``value`` is ``None`` or a real floating-point dtype usable for moment storage."""
+    if value is None:
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"{fn}: {name} must be None or a real floating-point dtype such as jnp.float32 or "
+            f"jnp.bfloat16, got {value!r}"
+        )
+
+
+def check_params(fn: str, params: Any) -> None:
+    """Checks every parameter leaf is floating or complex, naming the first offending leaf.
+
+    Integer or boolean leaves would give integer moments that silently truncate every update.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        dtype = jnp.result_type(leaf) if dtype is None else jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{fn}: params must be floating-point or complex, but the leaf at "
+                f"{jax.tree_util.keystr(path) or '<root>'} has dtype {dtype}. Leave non-trainable "
+                "leaves out of the optimizer, e.g. with optax.masked or nnx.Optimizer(wrt=...)."
+            )
+
+
+def check_tree_match(
+    fn: str, updates: Any, reference: Any, *, what: str = "optimizer state"
+) -> None:
+    """Checks ``updates`` has the tree structure and leaf shapes of ``reference``.
+
+    Runs at trace time only (structures and shapes are static), so it costs nothing in a jitted
+    step. The message shows both structures instead of a bare ``tree_map`` traceback.
+    """
+    got, want = jax.tree.structure(updates), jax.tree.structure(reference)
+    if got != want:
+        raise ValueError(
+            f"{fn}: the updates' tree structure does not match the {what}.\n"
+            f"  updates:  {got}\n"
+            f"  expected: {want}\n"
+            "Was the optimizer state initialised from params with a different structure? "
+            "Call init() on params shaped like the gradients."
+        )
+    pairs = zip(
+        jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(reference), strict=True
+    )
+    for (path, u), r in pairs:
+        if jnp.shape(u) != jnp.shape(r):
+            raise ValueError(
+                f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
+                f"{jnp.shape(u)} but the {what} there has shape {jnp.shape(r)}."
+            )
+
+
+def check_moment_hyperparams(
+    fn: str, b1: Any, b2: Any, eps: Any, eps_root: Any, eps_mode: Any, mu_dtype: Any, nu_dtype: Any
+) -> None:
+    """Checks the options every Adam-family moment piece shares."""
+    check_unit_interval(fn, "b1", b1)
+    check_unit_interval(fn, "b2", b2)
+    check_non_negative(fn, "eps", eps)
+    check_non_negative(fn, "eps_root", eps_root)
+    check_choice(fn, "eps_mode", eps_mode, moments.EPS_MODES)
+    check_float_dtype(fn, "mu_dtype", mu_dtype)
+    check_float_dtype(fn, "nu_dtype", nu_dtype)
