@@ -196,12 +196,13 @@ def scale_by_amsgrad(
 
     def init_fn(params: optax.Params) -> ScaleByAmsgradState:
         v.check_params(fn, params)
-        nu = _tree.zeros_moment(params, nu_dtype, real=True)
+        # nu and nu_max get buffers of their own: a state donated to a jitted step must not
+        # hold the same buffer twice.
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_moment(params, mu_dtype, real=False),
-            nu=nu,
-            nu_max=nu,
+            nu=_tree.zeros_moment(params, nu_dtype, real=True),
+            nu_max=_tree.zeros_moment(params, nu_dtype, real=True),
         )
 
     def update_fn(updates, state, params=None):
@@ -291,7 +292,9 @@ def add_decayed_weights(
             )
         v.check_tree_match(fn, updates, params, what="params")
         wd = weight_decay(state.count) if callable(weight_decay) else weight_decay
-        updates = jax.tree.map(lambda u, p: u + wd * p, updates, params)
+        # Cast back: an array or scheduled decay is not weakly typed and would promote bf16
+        # updates to float32.
+        updates = jax.tree.map(lambda u, p: (u + wd * p).astype(u.dtype), updates, params)
         return updates, new_state
 
     tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -162,3 +162,15 @@ def test_pieces_are_pure_and_reusable():
     np.testing.assert_array_equal(u1["w"], u2["w"])
     for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "weight_decay", [0.1, jnp.asarray(0.1, jnp.float32), lambda count: 0.1], ids=str
+)
+def test_decay_keeps_the_update_dtype(weight_decay):
+    """A float32 array or schedule decay does not promote bfloat16 updates to float32."""
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    tx = adamjax.add_decayed_weights(weight_decay)
+    updates, _ = tx.update({"w": jnp.zeros(3, jnp.bfloat16)}, tx.init(params), params)
+    assert updates["w"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(updates["w"], np.float32), 0.1, rtol=1e-2)
