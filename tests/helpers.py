@@ -30,15 +30,15 @@ def max_rel_err(actual: Any, expected: Any) -> float:
     return worst
 
 
-def jitted_step(tx: optax.GradientTransformation) -> Callable:
-    """Returns ``step(params, state, grads) -> (params, state)``, jit-compiled."""
+def jitted_step(tx: optax.GradientTransformation, *, jit: bool = True) -> Callable:
+    """Returns ``step(params, state, grads) -> (params, state)``, jit-compiled unless ``jit``
+    is False (eager runs skip compilation, which dominates short property-test runs)."""
 
-    @jax.jit
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    return step
+    return jax.jit(step) if jit else step
 
 
 def run_adamjax(
@@ -59,6 +59,8 @@ def run_forced(
     params: dict,
     grad_fn: GradFn,
     steps: int,
+    *,
+    jit: bool = True,
 ) -> tuple[dict, Any, dict]:
     """Runs ``tx`` and a reference on the gradient stream of the *reference's* trajectory.
 
@@ -71,7 +73,7 @@ def run_forced(
     Returns:
       ``(params, state)`` of ``tx`` and the reference's final params.
     """
-    step = jitted_step(tx)
+    step = jitted_step(tx, jit=jit)
     state = tx.init(params)
     ours = theirs = params
     for _ in range(steps):

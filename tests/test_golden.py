@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import jitted_step, max_rel_err
 
 import adamjax
+
+from helpers import jitted_step, max_rel_err
 
 GOLDEN = Path(__file__).parent / "reference" / "golden"
 

@@ -13,9 +13,10 @@ import optax
 import pytest
 from flax import nnx
 from flax.training import train_state
-from helpers import jitted_step, max_rel_err, quadratic_problem
 
 import adamjax
+
+from helpers import jitted_step, max_rel_err, quadratic_problem
 
 LR = 1e-2
 
