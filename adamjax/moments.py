@@ -146,9 +146,9 @@ def effective_eps(
     * ``"hat"`` (the :math:`\hat\epsilon` form of the Adam paper §2; Keras, TensorFlow): the
       update is :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t) \cdot m_t / (\sqrt{v_t + \epsilon_{root}}
       + \epsilon)`, which equals the paper form with :math:`\epsilon_t = \epsilon /
-      \sqrt{1-\beta_2^t}` and :math:`\epsilon_{root,t} = \epsilon_{root} / (1-\beta_2^t)`. eps is
-      then added to the raw :math:`\sqrt{v_t}`, so early steps are damped less than in the paper
-      form.
+      \sqrt{1-\beta_2^t}` and :math:`\epsilon_{root,t} = \epsilon_{root} / (1-\beta_2^t)`. For the
+      same eps, the effective :math:`\epsilon_t \ge \epsilon`: early steps (small
+      :math:`1-\beta_2^t`) with small gradients are damped more than in the paper form.
     """
     if eps_mode == "paper":
         return eps, eps_root
