@@ -127,6 +127,18 @@ def test_inject_hyperparams_adam_equals_plain_adam():
     assert max_rel_err(ours, default_b1) > 1e-3  # b1 was really injected
 
 
+def switched_reference(first, second, params, grads, switch_at):
+    """Runs ``first`` for ``switch_at`` steps, then both ``second`` (the expected result of a
+    mid-run hyperparameter change) and ``first`` (the unchanged control) on the same state."""
+    ref, ref_state = run(first, params, grads[:switch_at])
+    unchanged, unchanged_state = ref, ref_state
+    step1, step2 = jitted_step(first), jitted_step(second)
+    for g in grads[switch_at:]:
+        ref, ref_state = step2(ref, ref_state, g)
+        unchanged, unchanged_state = step1(unchanged, unchanged_state, g)
+    return ref, ref_state, unchanged
+
+
 def test_inject_hyperparams_changed_in_state_take_effect_without_retracing():
     params = f32_problem()
     grads = grad_stream(params, 20, 3)
@@ -152,14 +164,13 @@ def test_inject_hyperparams_changed_in_state_take_effect_without_retracing():
     assert traces == 1
 
     # Reference: plain adam with the old values, then with the new values on the same state.
-    first = adamjax.adam(**f32(learning_rate=0.05, b1=0.8))
-    second = adamjax.adam(**f32(learning_rate=0.01, b1=0.5))
-    ref, ref_state = run(first, params, grads[:10])
-    unchanged, unchanged_state = ref, ref_state
-    step1, step2 = jitted_step(first), jitted_step(second)
-    for g in grads[10:]:
-        ref, ref_state = step2(ref, ref_state, g)
-        unchanged, unchanged_state = step1(unchanged, unchanged_state, g)
+    ref, ref_state, unchanged = switched_reference(
+        adamjax.adam(**f32(learning_rate=0.05, b1=0.8)),
+        adamjax.adam(**f32(learning_rate=0.01, b1=0.5)),
+        params,
+        grads,
+        10,
+    )
 
     assert max_rel_err(ours, ref) <= 1e-6
     assert max_rel_err(state.inner_state[0].mu, ref_state[0].mu) <= 1e-6
@@ -178,14 +189,13 @@ def test_inject_hyperparams_adamw_weight_decay_changed_in_state():
             state.hyperparams["weight_decay"] = jnp.asarray(2.0, jnp.float32)
         ours, state = step(ours, state, g)
 
-    first = adamjax.adamw(**f32(learning_rate=0.05, weight_decay=0.1))
-    second = adamjax.adamw(**f32(learning_rate=0.05, weight_decay=2.0))
-    ref, ref_state = run(first, params, grads[:10])
-    unchanged, unchanged_state = ref, ref_state
-    step1, step2 = jitted_step(first), jitted_step(second)
-    for g in grads[10:]:
-        ref, ref_state = step2(ref, ref_state, g)
-        unchanged, unchanged_state = step1(unchanged, unchanged_state, g)
+    ref, _, unchanged = switched_reference(
+        adamjax.adamw(**f32(learning_rate=0.05, weight_decay=0.1)),
+        adamjax.adamw(**f32(learning_rate=0.05, weight_decay=2.0)),
+        params,
+        grads,
+        10,
+    )
     assert max_rel_err(ours, ref) <= 1e-6
     assert max_rel_err(ours, unchanged) > 1e-4
 
