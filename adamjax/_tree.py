@@ -24,6 +24,14 @@ def zeros_moment(params: Any, requested_dtype: Any | None, *, real: bool) -> Any
     return jax.tree.map(zeros, params)
 
 
+def scalar_dtype(params: Any) -> jnp.dtype:
+    """Returns the real dtype of per-step scalars kept in state: the widest compute dtype of the
+    parameter leaves (float32, or float64 when x64 is on and a leaf is float64)."""
+    leaves = jax.tree.leaves(params)
+    dtypes = [p.dtype if hasattr(p, "dtype") else jnp.result_type(p) for p in leaves]
+    return moments.real_dtype(moments.compute_dtype(*dtypes))
+
+
 def map_unzip(fn: Callable[..., tuple[Any, ...]], n_out: int, tree: Any, *rest: Any) -> tuple:
     """Maps ``fn`` over the leaves of ``tree`` and ``rest`` and returns ``n_out`` trees.
 

@@ -35,9 +35,9 @@ def _check_number(fn: str, name: str, value: Any, *, schedule_ok: bool) -> bool:
     raise TypeError(f"{fn}: {name} must be {kinds}, got {value!r} of type {type(value).__name__}")
 
 
-def check_unit_interval(fn: str, name: str, value: Any) -> None:
+def check_unit_interval(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
     """Checks a decay rate such as ``b1``/``b2`` lies in [0, 1)."""
-    if _check_number(fn, name, value, schedule_ok=False) and not 0.0 <= value < 1.0:
+    if _check_number(fn, name, value, schedule_ok=schedule_ok) and not 0.0 <= value < 1.0:
         raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
 
 
@@ -125,8 +125,8 @@ def check_moment_hyperparams(
     fn: str, b1: Any, b2: Any, eps: Any, eps_root: Any, eps_mode: Any, mu_dtype: Any, nu_dtype: Any
 ) -> None:
     """Checks the options every Adam-family moment piece shares."""
-    check_unit_interval(fn, "b1", b1)
-    check_unit_interval(fn, "b2", b2)
+    check_unit_interval(fn, "b1", b1, schedule_ok=True)
+    check_unit_interval(fn, "b2", b2, schedule_ok=True)
     check_non_negative(fn, "eps", eps)
     check_non_negative(fn, "eps_root", eps_root)
     check_choice(fn, "eps_mode", eps_mode, moments.EPS_MODES)

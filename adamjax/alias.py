@@ -310,3 +310,218 @@ def amsgrad(
         weight_decay_scaling,
         schedule_multiplier,
     )
+
+
+def _with_weight_decay(
+    fn: str,
+    moment_piece: optax.GradientTransformationExtraArgs,
+    learning_rate: Any,
+    weight_decay: Any,
+    decoupled_weight_decay: bool,
+    mask: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """Chains a moment piece with torch-style weight decay, coupled (L2) or decoupled."""
+    v.check_bool(fn, "decoupled_weight_decay", decoupled_weight_decay)
+    if decoupled_weight_decay:
+        return _decoupled_chain(
+            fn, moment_piece, learning_rate, weight_decay, mask, "learning_rate", None
+        )
+    v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
+    v.check_non_negative(fn, "weight_decay", weight_decay, schedule_ok=True)
+    # L2 regularisation: lambda * theta joins the gradient before the moments see it.
+    return optax.chain(
+        transform.add_decayed_weights(weight_decay, mask),
+        moment_piece,
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def nadam(
+    learning_rate: transform.ScalarOrSchedule = 2e-3,
+    b1: float | optax.Schedule = 0.9,
+    b2: float | optax.Schedule = 0.999,
+    eps: float = 1e-8,
+    momentum_decay: float = 4e-3,
+    weight_decay: transform.ScalarOrSchedule = 0.0,
+    decoupled_weight_decay: bool = False,
+    mask: Any | None = None,
+    *,
+    eps_root: float = 0.0,
+    eps_mode: moments.EpsMode = "paper",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""NAdam as ``torch.optim.NAdam``: Adam with Dozat's Nesterov momentum schedule.
+
+    .. math::
+
+        \mu_t = \beta_1 (1 - \tfrac12 \cdot 0.96^{t\psi}), \qquad
+        \theta_t = \theta_{t-1} - \eta_t \left(\frac{\mu_{t+1} m_t}{1 - \prod_{i\le t+1}\mu_i}
+        + \frac{(1-\mu_t) g_t}{1 - \prod_{i\le t}\mu_i}\right) \Big/
+        \left(\sqrt{v_t / (1-\beta_2^t)} + \epsilon\right)
+
+    (see :func:`~adamjax.scale_by_nadam`). This is *not* ``optax.nadam``, which uses the constant
+    :math:`\mu_t = \beta_1`; that form is ``adamjax.adam(nesterov=True)``.
+
+    Args:
+      learning_rate: :math:`\eta_t`, a number >= 0 or an optax schedule.
+      b1: :math:`\beta_1`, in [0, 1), or a schedule.
+      b2: :math:`\beta_2`, in [0, 1), or a schedule.
+      eps: added to the denominator, >= 0.
+      momentum_decay: :math:`\psi` of the momentum schedule, >= 0.
+      weight_decay: :math:`\lambda`, a number >= 0 or a schedule.
+      decoupled_weight_decay: ``False`` (torch's default): L2, :math:`g_t + \lambda\theta_{t-1}`
+        enters the moments; ``True``: decoupled, :math:`\theta \leftarrow \theta -
+        \eta_t\lambda\theta` (NAdamW).
+      mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
+      eps_root: added inside the square root, >= 0.
+      eps_mode: ``"paper"`` (torch) or ``"hat"``.
+      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
+      nu_dtype: storage dtype of the second moment; ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``: ``chain(add_decayed_weights, scale_by_nadam,
+      scale_by_learning_rate)``, or with ``decoupled_weight_decay`` ``chain(scale_by_nadam,
+      add_decayed_weights, scale_by_learning_rate)``.
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+
+    Example:
+      >>> tx = adamjax.nadam(learning_rate=2e-3)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    fn = "nadam"
+    v.check_moment_hyperparams(fn, b1, b2, eps, eps_root, eps_mode, mu_dtype, nu_dtype)
+    v.check_non_negative(fn, "momentum_decay", momentum_decay)
+    piece = transform.scale_by_nadam(
+        b1, b2, eps, eps_root, momentum_decay, eps_mode=eps_mode, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )  # fmt: skip
+    return _with_weight_decay(fn, piece, learning_rate, weight_decay, decoupled_weight_decay, mask)
+
+
+def adamax(
+    learning_rate: transform.ScalarOrSchedule = 2e-3,
+    b1: float | optax.Schedule = 0.9,
+    b2: float | optax.Schedule = 0.999,
+    eps: float = 1e-8,
+    weight_decay: transform.ScalarOrSchedule = 0.0,
+    decoupled_weight_decay: bool = False,
+    mask: Any | None = None,
+    *,
+    eps_mode: str = "max",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Adamax (Kingma & Ba 2015, §7.1): Adam with the infinity norm as second moment.
+
+    .. math::
+
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \qquad
+        \theta_t = \theta_{t-1} - \frac{\eta_t}{1-\beta_1^t} \frac{m_t}{u_t}
+
+    With the defaults this is ``torch.optim.Adamax`` and ``optax.adamax``, which both put eps
+    inside the max; ``eps_mode="denominator"`` with ``eps=1e-7`` is Keras 3 ``Adamax``, which
+    divides by :math:`u_t + \epsilon` instead (see :func:`~adamjax.scale_by_adamax`).
+
+    Args:
+      learning_rate: :math:`\eta_t`, a number >= 0 or an optax schedule (paper: 0.002).
+      b1: :math:`\beta_1`, in [0, 1), or a schedule.
+      b2: :math:`\beta_2`, in [0, 1), or a schedule.
+      eps: >= 0, placed by ``eps_mode``.
+      weight_decay: :math:`\lambda`, a number >= 0 or a schedule; L2 like ``torch.optim.Adamax``
+        unless ``decoupled_weight_decay``.
+      decoupled_weight_decay: decay :math:`\theta \leftarrow \theta - \eta_t\lambda\theta` after
+        the Adamax step instead (``optax.adamaxw``).
+      mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
+      eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
+      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
+      nu_dtype: storage dtype of the infinity norm; ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` chaining :func:`~adamjax.scale_by_adamax` with
+      the weight decay and the learning rate, as in :func:`nadam`.
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.
+
+    Example:
+      >>> tx = adamjax.adamax(learning_rate=2e-3)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    fn = "adamax"
+    v.check_moment_hyperparams(fn, b1, b2, eps, 0.0, "paper", mu_dtype, nu_dtype)
+    v.check_choice(fn, "eps_mode", eps_mode, transform.ADAMAX_EPS_MODES)
+    piece = transform.scale_by_adamax(
+        b1, b2, eps, eps_mode=eps_mode, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
+    return _with_weight_decay(fn, piece, learning_rate, weight_decay, decoupled_weight_decay, mask)
+
+
+def radam(
+    learning_rate: transform.ScalarOrSchedule = 1e-3,
+    b1: float | optax.Schedule = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    weight_decay: transform.ScalarOrSchedule = 0.0,
+    decoupled_weight_decay: bool = False,
+    mask: Any | None = None,
+    *,
+    eps_mode: moments.EpsMode = "hat",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""RAdam (Liu et al. 2020): Adam with a rectified adaptive learning rate.
+
+    .. math::
+
+        \theta_t = \theta_{t-1} - \eta_t \begin{cases}
+        r_t\, \hat m_t \sqrt{1-\beta_2^t} / (\sqrt{v_t} + \epsilon) & \rho_t > \text{threshold}
+        \\ \hat m_t & \text{otherwise} \end{cases}
+
+    The defaults (``threshold=5``, ``eps_mode="hat"``) are ``torch.optim.RAdam`` and the authors'
+    code; the paper's Algorithm 2 uses ``threshold=4``; ``optax.radam`` is ``eps_mode="paper"``
+    (it also switches at :math:`\rho_t \ge 5` rather than :math:`> 5`, which only differs if
+    :math:`\rho_t` is exactly 5). See :func:`~adamjax.scale_by_radam`.
+
+    Args:
+      learning_rate: :math:`\eta_t`, a number >= 0 or an optax schedule.
+      b1: :math:`\beta_1`, in [0, 1), or a schedule.
+      b2: :math:`\beta_2`, a constant in [0, 1).
+      eps: >= 0, placed by ``eps_mode``.
+      eps_root: added inside the square root, >= 0.
+      threshold: :math:`\rho_t` above which the adaptive step is used, >= 4.
+      weight_decay: :math:`\lambda`, a number >= 0 or a schedule; L2 like ``torch.optim.RAdam``
+        unless ``decoupled_weight_decay``.
+      decoupled_weight_decay: decoupled decay :math:`\theta \leftarrow \theta -
+        \eta_t\lambda\theta` (torch's ``decoupled_weight_decay=True``).
+      mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
+      eps_mode: ``"hat"`` (torch, authors) or ``"paper"`` (optax).
+      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
+      nu_dtype: storage dtype of the second moment; ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` chaining :func:`~adamjax.scale_by_radam` with
+      the weight decay and the learning rate, as in :func:`nadam`.
+
+    References:
+      Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
+
+    Example:
+      >>> tx = adamjax.radam(learning_rate=1e-3)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    fn = "radam"
+    v.check_moment_hyperparams(fn, b1, b2, eps, eps_root, eps_mode, mu_dtype, nu_dtype)
+    transform.check_radam(fn, b2, threshold)
+    piece = transform.scale_by_radam(
+        b1, b2, eps, eps_root, threshold, eps_mode=eps_mode, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )  # fmt: skip
+    return _with_weight_decay(fn, piece, learning_rate, weight_decay, decoupled_weight_decay, mask)

@@ -20,7 +20,7 @@ usable: eps and the bias corrections never underflow in half precision.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,7 +85,7 @@ def squared_magnitude(g: jax.Array) -> jax.Array:
 
 
 def bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
-    """Returns :math:`1 - d^t` in ``dtype``.
+    """Returns :math:`1 - d^t` in ``dtype`` for a constant decay ``d``.
 
     The power is taken in ``dtype`` (at least float32), never in a half-precision storage dtype,
     where :math:`d^t` would round to 1 and the correction would divide by zero.
@@ -93,30 +93,116 @@ def bias_correction(decay: Any, count: jax.Array, dtype: Any) -> jax.Array:
     return 1 - jnp.asarray(decay, dtype) ** count
 
 
+def is_scheduled(decay: Any) -> bool:
+    """Returns whether a decay rate (``b1``, ``b2``) is a schedule: a callable of the step count."""
+    return callable(decay)
+
+
+def init_correction(decay: Any, dtype: Any) -> jax.Array | None:
+    r"""Returns the state slot a decay rate needs: ``None`` for a constant, 0 for a schedule.
+
+    A scheduled decay keeps its bias correction :math:`c_t = 1 - \prod_{i \le t} \beta_i` in the
+    optimizer state (:math:`c_0 = 0`); a constant decay needs no state, since
+    :math:`c_t = 1 - \beta^t`.
+    """
+    return jnp.zeros([], dtype) if is_scheduled(decay) else None
+
+
+def rate_at(decay: Any, count: jax.Array) -> Any:
+    """Returns the decay rate of the update that follows ``count`` earlier updates.
+
+    A constant is returned unchanged; a schedule is called with ``count`` (0-based, like optax's
+    learning-rate schedules).
+    """
+    return decay(count) if is_scheduled(decay) else decay
+
+
+class StepDecay(NamedTuple):
+    r"""A decay rate at step :math:`t`, with its bias correction.
+
+    Attributes:
+      rate: :math:`\beta_t`, the decay the moving average uses at step :math:`t`: the constant
+        itself (a Python number or array, passed through unchanged) or the schedule's value.
+      correction: for a schedule, the running :math:`c_t = 1 - \prod_{i \le t} \beta_i` (a
+        scalar array, the value the state keeps); ``None`` for a constant.
+      count: the step :math:`t \ge 1` (int32).
+    """
+
+    rate: Any
+    correction: jax.Array | None
+    count: jax.Array
+
+    def bias_correction(self, dtype: Any) -> jax.Array:
+        r"""Returns :math:`1 - \prod_{i \le t} \beta_i` (:math:`1 - \beta^t` for a constant)."""
+        if self.correction is None:
+            return bias_correction(self.rate, self.count, dtype)
+        return self.correction.astype(dtype)
+
+
+def step_decay(decay: Any, count: jax.Array, correction: jax.Array | None) -> StepDecay:
+    r"""Advances a decay rate by one step.
+
+    Args:
+      decay: a constant :math:`\beta` or a schedule. Like optax's learning-rate schedules, a
+        schedule is called with the number of updates applied *before* this one, so
+        :math:`\beta_t = \text{schedule}(t - 1)`.
+      count: the number of updates applied before this one (the state's ``count``).
+      correction: the state's :math:`c_{t-1}` for a schedule (``None`` for a constant).
+
+    Returns:
+      The :class:`StepDecay` of step :math:`t` = ``count + 1``. For a schedule the correction is
+      updated as :math:`c_t = (1 - \beta_t) + \beta_t c_{t-1}`, which equals
+      :math:`1 - \prod_{i \le t}\beta_i` and, unlike ``1 - product``, loses no digits to
+      cancellation when :math:`\beta` is close to 1 (float32 keeps :math:`c_t` to a few ulps).
+    """
+    t = optax.safe_increment(count)
+    if not is_scheduled(decay):
+        return StepDecay(decay, None, t)
+    if correction is None:
+        raise ValueError("a scheduled decay needs its bias-correction slot in the state")
+    rate = jnp.asarray(rate_at(decay, count), correction.dtype)
+    return StepDecay(rate, (1 - rate) + rate * correction, t)
+
+
+def _as_rate(rate: Any, dtype: Any) -> Any:
+    """Casts an array rate to ``dtype``; Python numbers stay weakly typed (as in optax)."""
+    return rate.astype(dtype) if isinstance(rate, jax.Array) else rate
+
+
 def first_moment_estimate(
-    m: jax.Array, g: jax.Array, b1: Any, count: jax.Array, *, nesterov: bool
+    m: jax.Array,
+    g: jax.Array,
+    weights: StepDecay,
+    ahead: StepDecay | None = None,
 ) -> jax.Array:
     r"""Returns the bias-corrected first moment the update uses.
 
-    Plain Adam uses :math:`\hat m_t = m_t / (1 - \beta_1^t)`. The Nesterov variant (Dozat 2016, in
-    the form of ``optax.scale_by_adam(nesterov=True)``) looks one step ahead:
+    Plain Adam (``ahead=None``) uses :math:`\hat m_t = m_t / c_t` with
+    :math:`c_t = 1 - \prod_{i \le t}\mu_i`. The Nesterov form (Dozat 2016) looks one step ahead:
 
     .. math::
 
-        \bar m_t = \frac{\beta_1 m_t}{1 - \beta_1^{t+1}} + \frac{(1 - \beta_1) g_t}{1 - \beta_1^t}.
+        \bar m_t = \frac{\mu_{t+1}\, m_t}{1 - \prod_{i \le t+1}\mu_i}
+                  + \frac{(1 - \mu_t)\, g_t}{1 - \prod_{i \le t}\mu_i}.
+
+    With a constant :math:`\mu_t = \beta_1` this is ``optax.scale_by_adam(nesterov=True)``; with
+    Dozat's momentum schedule it is ``torch.optim.NAdam``.
 
     Args:
       m: the updated first moment :math:`m_t` (compute dtype).
       g: the gradient :math:`g_t` (compute dtype).
-      b1: decay of the first moment.
-      count: the step :math:`t \ge 1` (int32).
-      nesterov: whether to use the look-ahead form.
+      weights: :math:`\mu_t` and its correction (``b1`` for Adam, the momentum schedule for
+        NAdam).
+      ahead: :math:`\mu_{t+1}` and its correction (from ``step_decay`` on ``weights``), or
+        ``None`` for the plain estimate.
     """
     dtype = real_dtype(m.dtype)
-    if not nesterov:
-        return m / bias_correction(b1, count, dtype)
-    ahead = bias_correction(b1, optax.safe_increment(count), dtype)
-    return b1 * m / ahead + (1 - b1) * g / bias_correction(b1, count, dtype)
+    if ahead is None:
+        return m / weights.bias_correction(dtype)
+    mu_t, mu_next = _as_rate(weights.rate, dtype), _as_rate(ahead.rate, dtype)
+    return mu_next * m / ahead.bias_correction(dtype) + (1 - mu_t) * g / weights.bias_correction(
+        dtype
+    )
 
 
 def update_moments(
@@ -124,18 +210,30 @@ def update_moments(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Returns ``(g, m_t, v_t)`` in the compute dtype, from stored moments ``m``, ``v``.
 
-    ``g`` is returned upcast so that callers reuse it (e.g. in the Nesterov estimate) without
-    casting again; the moments are returned unrounded, and the caller casts them back to storage.
+    ``b1`` and ``b2`` are the rates of this step (``StepDecay.rate``). ``g`` is returned upcast so
+    that callers reuse it (e.g. in the Nesterov estimate) without casting again; the moments are
+    returned unrounded, and the caller casts them back to storage.
     """
-    dtype = compute_dtype(g.dtype, m.dtype, v.dtype)
-    g = g.astype(dtype)
-    m = ema(g, m.astype(dtype), b1)
-    v = ema(squared_magnitude(g), v.astype(real_dtype(dtype)), b2)
+    g, m = update_first_moment(g, m, b1, v.dtype)
+    real = real_dtype(m.dtype)
+    v = ema(squared_magnitude(g), v.astype(real), _as_rate(b2, real))
     return g, m, v
 
 
+def update_first_moment(
+    g: jax.Array, m: jax.Array, b1: Any, *other_dtypes: Any
+) -> tuple[jax.Array, jax.Array]:
+    """Returns ``(g, m_t)`` in the compute dtype of ``g``, ``m`` and ``other_dtypes``.
+
+    The first half of ``update_moments``, for variants with a second moment of their own.
+    """
+    dtype = compute_dtype(g.dtype, m.dtype, *other_dtypes)
+    g = g.astype(dtype)
+    return g, ema(g, m.astype(dtype), _as_rate(b1, real_dtype(dtype)))
+
+
 def effective_eps(
-    eps: Any, eps_root: Any, b2: Any, count: jax.Array, dtype: Any, eps_mode: str
+    eps: Any, eps_root: Any, b2: StepDecay, dtype: Any, eps_mode: str
 ) -> tuple[Any, Any]:
     r"""Returns ``(eps_t, eps_root_t)`` that place eps in the form :math:`\hat v` expects.
 
@@ -144,16 +242,28 @@ def effective_eps(
     * ``"paper"`` (Adam paper Algorithm 1; torch.optim, optax): :math:`\epsilon_t = \epsilon`,
       :math:`\epsilon_{root,t} = \epsilon_{root}`.
     * ``"hat"`` (the :math:`\hat\epsilon` form of the Adam paper §2; Keras, TensorFlow): the
-      update is :math:`\sqrt{1-\beta_2^t}/(1-\beta_1^t) \cdot m_t / (\sqrt{v_t + \epsilon_{root}}
-      + \epsilon)`, which equals the paper form with :math:`\epsilon_t = \epsilon /
-      \sqrt{1-\beta_2^t}` and :math:`\epsilon_{root,t} = \epsilon_{root} / (1-\beta_2^t)`. For the
-      same eps, the effective :math:`\epsilon_t \ge \epsilon`: early steps (small
-      :math:`1-\beta_2^t`) with small gradients are damped more than in the paper form.
+      update is :math:`\sqrt{c_{2,t}}/c_{1,t} \cdot m_t / (\sqrt{v_t + \epsilon_{root}}
+      + \epsilon)` with :math:`c_{k,t}` the bias corrections, which equals the paper form with
+      :math:`\epsilon_t = \epsilon / \sqrt{c_{2,t}}` and :math:`\epsilon_{root,t} =
+      \epsilon_{root} / c_{2,t}`. For the same eps, the effective :math:`\epsilon_t \ge \epsilon`:
+      early steps (small :math:`c_{2,t}`) with small gradients are damped more than in the paper
+      form.
     """
     if eps_mode == "paper":
         return eps, eps_root
-    bc2 = bias_correction(b2, count, dtype)
+    bc2 = b2.bias_correction(dtype)
     return eps / jnp.sqrt(bc2), eps_root / bc2
+
+
+def update_infinity_norm(g: jax.Array, u: jax.Array, b2: Any, eps_in_max: Any) -> jax.Array:
+    r"""Returns Adamax's exponentially weighted infinity norm in the compute dtype.
+
+    :math:`u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon_{max})` (Adam paper §7.1, where
+    :math:`\epsilon_{max} = 0`; ``torch.optim.Adamax`` adds its eps inside the max).
+    """
+    dtype = real_dtype(compute_dtype(g.dtype, u.dtype))
+    magnitude = jnp.abs(g).astype(dtype)
+    return jnp.maximum(_as_rate(b2, dtype) * u.astype(dtype), magnitude + eps_in_max)
 
 
 def precondition(m_hat: jax.Array, v_hat: jax.Array, eps_t: Any, eps_root_t: Any) -> jax.Array:
@@ -162,25 +272,20 @@ def precondition(m_hat: jax.Array, v_hat: jax.Array, eps_t: Any, eps_root_t: Any
 
 
 def direction(
-    m: jax.Array,
-    g: jax.Array,
+    m_hat: jax.Array,
     v_hat: jax.Array,
-    count: jax.Array,
+    b2: StepDecay,
     *,
-    b1: Any,
-    b2: Any,
     eps: Any,
     eps_root: Any,
     eps_mode: str,
-    nesterov: bool,
 ) -> jax.Array:
     r"""Returns the Adam-family step direction for one leaf, before the learning rate.
 
-    Combines ``first_moment_estimate``, ``effective_eps`` and ``precondition``: the result is
-    :math:`\hat m_t / (\sqrt{\hat v + \epsilon_{root,t}} + \epsilon_t)`, where ``v_hat`` is the
-    bias-corrected second moment the variant chose (Adam's :math:`\hat v_t`, or AMSGrad's running
-    maximum).
+    Combines ``effective_eps`` and ``precondition``: the result is
+    :math:`\hat m_t / (\sqrt{\hat v + \epsilon_{root,t}} + \epsilon_t)`, where ``m_hat`` comes
+    from ``first_moment_estimate`` and ``v_hat`` is the bias-corrected second moment the variant
+    chose (Adam's :math:`\hat v_t`, or AMSGrad's running maximum).
     """
-    m_hat = first_moment_estimate(m, g, b1, count, nesterov=nesterov)
-    eps_t, eps_root_t = effective_eps(eps, eps_root, b2, count, v_hat.dtype, eps_mode)
+    eps_t, eps_root_t = effective_eps(eps, eps_root, b2, v_hat.dtype, eps_mode)
     return precondition(m_hat, v_hat, eps_t, eps_root_t)

@@ -20,17 +20,22 @@ ScalarOrSchedule = float | jax.Array | optax.Schedule
 
 
 class ScaleByAdamState(NamedTuple):
-    """State of :func:`scale_by_adam`.
+    r"""State of :func:`scale_by_adam`.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
       mu: first moment :math:`m_t`, shaped like the params, in ``mu_dtype``.
       nu: raw (not bias-corrected) second moment :math:`v_t`, real-valued, in ``nu_dtype``.
+      b1_correction: when ``b1`` is a schedule, the running bias correction
+        :math:`1 - \prod_{i \le t}\beta_{1,i}` (a scalar); ``None`` for a constant ``b1``.
+      b2_correction: the same for ``b2``.
     """
 
     count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
+    b1_correction: jax.Array | None = None
+    b2_correction: jax.Array | None = None
 
 
 class ScaleByAmsgradState(NamedTuple):
@@ -42,18 +47,51 @@ class ScaleByAmsgradState(NamedTuple):
       nu: raw second moment :math:`v_t`, in ``nu_dtype``.
       nu_max: running maximum, in ``nu_dtype``: of the raw :math:`v_t` when ``max_of="raw"``, of
         the bias-corrected :math:`\hat v_t` when ``max_of="corrected"``.
+      b1_correction: see :class:`ScaleByAdamState`.
+      b2_correction: see :class:`ScaleByAdamState`.
     """
 
     count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
     nu_max: optax.Updates
+    b1_correction: jax.Array | None = None
+    b2_correction: jax.Array | None = None
 
 
 class AddDecayedWeightsState(NamedTuple):
     """State of :func:`add_decayed_weights`: the int32 step ``count`` that drives a schedule."""
 
     count: jax.Array
+
+
+def _init_corrections(params: optax.Params, b1: Any, b2: Any) -> tuple[Any, Any]:
+    """Returns the state's bias-correction slots for ``b1`` and ``b2`` (``None`` if constant)."""
+    dtype = _tree.scalar_dtype(params)
+    return moments.init_correction(b1, dtype), moments.init_correction(b2, dtype)
+
+
+def _init_adam_state(
+    fn: str, params: optax.Params, b1: Any, b2: Any, mu_dtype: Any, nu_dtype: Any
+) -> ScaleByAdamState:
+    """Returns the zero :class:`ScaleByAdamState` of ``params`` (Adam's and RAdam's state)."""
+    v.check_params(fn, params)
+    return ScaleByAdamState(
+        jnp.zeros([], jnp.int32),
+        _tree.zeros_moment(params, mu_dtype, real=False),
+        _tree.zeros_moment(params, nu_dtype, real=True),
+        *_init_corrections(params, b1, b2),
+    )
+
+
+def _step_decays(
+    b1: Any, b2: Any, state: Any, nesterov: bool
+) -> tuple[moments.StepDecay, moments.StepDecay, moments.StepDecay | None]:
+    """Returns this step's ``b1``, ``b2`` and, for Nesterov, the ``b1`` of the next step."""
+    d1 = moments.step_decay(b1, state.count, state.b1_correction)
+    d2 = moments.step_decay(b2, state.count, state.b2_correction)
+    ahead = moments.step_decay(b1, d1.count, d1.correction) if nesterov else None
+    return d1, d2, ahead
 
 
 def scale_by_adam(
@@ -112,29 +150,22 @@ def scale_by_adam(
     v.check_bool(fn, "nesterov", nesterov)
 
     def init_fn(params: optax.Params) -> ScaleByAdamState:
-        v.check_params(fn, params)
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
-            mu=_tree.zeros_moment(params, mu_dtype, real=False),
-            nu=_tree.zeros_moment(params, nu_dtype, real=True),
-        )
+        return _init_adam_state(fn, params, b1, b2, mu_dtype, nu_dtype)
 
     def update_fn(updates, state, params=None):
         del params
         v.check_tree_match(fn, updates, state.mu)
-        count = optax.safe_increment(state.count)
+        d1, d2, ahead = _step_decays(b1, b2, state, nesterov)
 
         def leaf(g, m, nu):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, b1, b2)
-            v_hat = v_t / moments.bias_correction(b2, count, v_t.dtype)
-            u = moments.direction(
-                m_t, g_c, v_hat, count, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
-                eps_mode=eps_mode, nesterov=nesterov,
-            )  # fmt: skip
+            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
+            u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
 
         updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
-        return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
+        return updates, ScaleByAdamState(d1.count, mu, nu, d1.correction, d2.correction)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -199,29 +230,28 @@ def scale_by_amsgrad(
         # nu and nu_max get buffers of their own: a state donated to a jitted step must not
         # hold the same buffer twice.
         return ScaleByAmsgradState(
-            count=jnp.zeros([], jnp.int32),
-            mu=_tree.zeros_moment(params, mu_dtype, real=False),
-            nu=_tree.zeros_moment(params, nu_dtype, real=True),
-            nu_max=_tree.zeros_moment(params, nu_dtype, real=True),
+            jnp.zeros([], jnp.int32),
+            _tree.zeros_moment(params, mu_dtype, real=False),
+            _tree.zeros_moment(params, nu_dtype, real=True),
+            _tree.zeros_moment(params, nu_dtype, real=True),
+            *_init_corrections(params, b1, b2),
         )
 
     def update_fn(updates, state, params=None):
         del params
         v.check_tree_match(fn, updates, state.mu)
-        count = optax.safe_increment(state.count)
+        d1, d2, ahead = _step_decays(b1, b2, state, nesterov)
 
         def leaf(g, m, nu, nu_max):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, b1, b2)
-            bc2 = moments.bias_correction(b2, count, v_t.dtype)
+            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+            bc2 = d2.bias_correction(v_t.dtype)
             if max_of == "raw":
                 v_max = jnp.maximum(nu_max.astype(v_t.dtype), v_t)
                 v_hat = v_max / bc2
             else:
                 v_max = v_hat = jnp.maximum(nu_max.astype(v_t.dtype), v_t / bc2)
-            u = moments.direction(
-                m_t, g_c, v_hat, count, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
-                eps_mode=eps_mode, nesterov=nesterov,
-            )  # fmt: skip
+            m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
+            u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return (
                 u.astype(g.dtype),
                 m_t.astype(m.dtype),
@@ -232,7 +262,7 @@ def scale_by_amsgrad(
         updates, mu, nu, nu_max = _tree.map_unzip(
             leaf, 4, updates, state.mu, state.nu, state.nu_max
         )
-        return updates, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
+        return updates, ScaleByAmsgradState(d1.count, mu, nu, nu_max, d1.correction, d2.correction)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -299,3 +329,347 @@ def add_decayed_weights(
 
     tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
     return tx if mask is None else optax.masked(tx, mask)
+
+
+class ScaleByNadamState(NamedTuple):
+    r"""State of :func:`scale_by_nadam`.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      mu: first moment :math:`m_t`, in ``mu_dtype``.
+      nu: raw second moment :math:`v_t`, in ``nu_dtype``.
+      momentum_correction: :math:`1 - \prod_{i \le t}\mu_i` for Dozat's momentum schedule (a
+        scalar). ``torch.optim.NAdam`` keeps the product itself, ``mu_product``; this is one minus
+        it, kept in that form so it does not lose digits to cancellation.
+      b1_correction: unused by NAdam's estimate; ``None`` (kept for a uniform state layout).
+      b2_correction: when ``b2`` is a schedule, :math:`1 - \prod_{i \le t}\beta_{2,i}`; else
+        ``None``.
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    momentum_correction: jax.Array
+    b1_correction: jax.Array | None = None
+    b2_correction: jax.Array | None = None
+
+
+def nadam_momentum(b1: Any, momentum_decay: float, dtype: Any) -> optax.Schedule:
+    r"""Returns Dozat's momentum schedule :math:`\mu_t = \beta_{1,t}(1 - \tfrac12 \cdot
+    0.96^{t\psi})` as a function of the 0-based count :math:`t - 1`, computed in ``dtype``.
+
+    This is the schedule of ``torch.optim.NAdam`` (:math:`\psi` = ``momentum_decay``, 4e-3 by
+    default). ``b1`` may itself be a schedule.
+    """
+
+    def schedule(count: jax.Array) -> jax.Array:
+        t = (count + 1).astype(dtype)
+        b1_t = jnp.asarray(moments.rate_at(b1, count), dtype)
+        return b1_t * (1 - 0.5 * jnp.asarray(0.96, dtype) ** (t * momentum_decay))
+
+    return schedule
+
+
+def scale_by_nadam(
+    b1: float | jax.Array | optax.Schedule = 0.9,
+    b2: float | jax.Array | optax.Schedule = 0.999,
+    eps: float | jax.Array = 1e-8,
+    eps_root: float | jax.Array = 0.0,
+    momentum_decay: float = 4e-3,
+    *,
+    eps_mode: moments.EpsMode = "paper",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Rescales updates by NAdam's moments and Dozat's momentum schedule (``torch.optim.NAdam``).
+
+    The moments are Adam's, with the constant (or scheduled) :math:`\beta_1`, :math:`\beta_2`.
+    The first-moment estimate weights them with the momentum schedule
+    :math:`\mu_t = \beta_1 (1 - \tfrac12 \cdot 0.96^{t\psi})`:
+
+    .. math::
+
+        \bar m_t &= \frac{\mu_{t+1} m_t}{1 - \prod_{i \le t+1}\mu_i}
+                  + \frac{(1 - \mu_t) g_t}{1 - \prod_{i \le t}\mu_i}, \\
+        u_t &= \bar m_t / (\sqrt{v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon).
+
+    ``adamjax.adam(nesterov=True)`` (``optax.nadam``) is the special case :math:`\mu_t = \beta_1`
+    (``momentum_decay=0`` gives :math:`\mu_t = \beta_1/2`, not that case). Dozat's paper also
+    uses :math:`\mu_t` in the moving average itself; torch, and adamjax, keep :math:`\beta_1`
+    there.
+
+    Args:
+      b1: :math:`\beta_1`, in [0, 1), or a schedule.
+      b2: :math:`\beta_2`, in [0, 1), or a schedule.
+      eps: added to the denominator outside the square root, >= 0.
+      eps_root: added inside the square root, >= 0.
+      momentum_decay: :math:`\psi`, >= 0 (torch's ``momentum_decay``).
+      eps_mode: ``"paper"`` (torch) or ``"hat"``, see :func:`scale_by_adam`.
+      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
+      nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByNadamState`.
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+      ``torch.optim.NAdam`` (the convention followed).
+
+    Example:
+      >>> tx = optax.chain(adamjax.scale_by_nadam(), optax.scale_by_learning_rate(2e-3))
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state)
+    """
+    fn = "scale_by_nadam"
+    v.check_moment_hyperparams(fn, b1, b2, eps, eps_root, eps_mode, mu_dtype, nu_dtype)
+    v.check_non_negative(fn, "momentum_decay", momentum_decay)
+
+    def init_fn(params: optax.Params) -> ScaleByNadamState:
+        v.check_params(fn, params)
+        dtype = _tree.scalar_dtype(params)
+        return ScaleByNadamState(
+            jnp.zeros([], jnp.int32),
+            _tree.zeros_moment(params, mu_dtype, real=False),
+            _tree.zeros_moment(params, nu_dtype, real=True),
+            jnp.zeros([], dtype),
+            None,
+            moments.init_correction(b2, dtype),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        v.check_tree_match(fn, updates, state.mu)
+        schedule = nadam_momentum(b1, momentum_decay, state.momentum_correction.dtype)
+        mu_t = moments.step_decay(schedule, state.count, state.momentum_correction)
+        mu_next = moments.step_decay(schedule, mu_t.count, mu_t.correction)
+        b1_t = moments.rate_at(b1, state.count)
+        d2 = moments.step_decay(b2, state.count, state.b2_correction)
+
+        def leaf(g, m, nu):
+            g_c, m_t, v_t = moments.update_moments(g, m, nu, b1_t, d2.rate)
+            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            m_bar = moments.first_moment_estimate(m_t, g_c, mu_t, mu_next)
+            u = moments.direction(m_bar, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
+            return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
+
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        return updates, ScaleByNadamState(mu_t.count, mu, nu, mu_t.correction, None, d2.correction)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class ScaleByAdamaxState(NamedTuple):
+    r"""State of :func:`scale_by_adamax`.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      mu: first moment :math:`m_t`, in ``mu_dtype``.
+      nu: the exponentially weighted infinity norm :math:`u_t`, real, in ``nu_dtype``.
+      b1_correction: when ``b1`` is a schedule, :math:`1 - \prod_{i \le t}\beta_{1,i}`; else
+        ``None``.
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    b1_correction: jax.Array | None = None
+
+
+ADAMAX_EPS_MODES: tuple[str, ...] = ("max", "denominator")
+
+
+def scale_by_adamax(
+    b1: float | jax.Array | optax.Schedule = 0.9,
+    b2: float | jax.Array | optax.Schedule = 0.999,
+    eps: float | jax.Array = 1e-8,
+    *,
+    eps_mode: str = "max",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Rescales updates by Adamax's infinity norm (Kingma & Ba 2015, §7.1).
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        u_t = \max(\beta_2 u_{t-1}, |g_t|), \qquad
+        \text{update}_t = \frac{m_t}{(1-\beta_1^t)\, u_t}.
+
+    The infinity norm needs no bias correction. The paper has no :math:`\epsilon`; the libraries
+    place it differently:
+
+    * ``eps_mode="max"`` (default; ``torch.optim.Adamax``, ``optax.adamax``):
+      :math:`u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)`, and the update divides by
+      :math:`u_t`.
+    * ``eps_mode="denominator"`` (Keras 3 ``Adamax``): :math:`u_t` as above without
+      :math:`\epsilon`, and the update divides by :math:`u_t + \epsilon`.
+
+    Args:
+      b1: :math:`\beta_1`, in [0, 1), or a schedule (exact bias correction).
+      b2: :math:`\beta_2`, in [0, 1), or a schedule.
+      eps: see ``eps_mode``, >= 0.
+      eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
+      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
+      nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAdamaxState`.
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.
+
+    Example:
+      >>> tx = optax.chain(adamjax.scale_by_adamax(), optax.scale_by_learning_rate(2e-3))
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state)
+    """
+    fn = "scale_by_adamax"
+    v.check_moment_hyperparams(fn, b1, b2, eps, 0.0, "paper", mu_dtype, nu_dtype)
+    v.check_choice(fn, "eps_mode", eps_mode, ADAMAX_EPS_MODES)
+    eps_in_max, eps_outside = (eps, 0.0) if eps_mode == "max" else (0.0, eps)
+
+    def init_fn(params: optax.Params) -> ScaleByAdamaxState:
+        v.check_params(fn, params)
+        return ScaleByAdamaxState(
+            jnp.zeros([], jnp.int32),
+            _tree.zeros_moment(params, mu_dtype, real=False),
+            _tree.zeros_moment(params, nu_dtype, real=True),
+            moments.init_correction(b1, _tree.scalar_dtype(params)),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        v.check_tree_match(fn, updates, state.mu)
+        d1 = moments.step_decay(b1, state.count, state.b1_correction)
+        b2_t = moments.rate_at(b2, state.count)
+
+        def leaf(g, m, nu):
+            # The first moment is Adam's; the second moment is replaced by the infinity norm.
+            g_c, m_t = moments.update_first_moment(g, m, d1.rate, nu.dtype)
+            u_t = moments.update_infinity_norm(g_c, nu, b2_t, eps_in_max)
+            u = moments.first_moment_estimate(m_t, g_c, d1) / (u_t + eps_outside)
+            return u.astype(g.dtype), m_t.astype(m.dtype), u_t.astype(nu.dtype)
+
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        return updates, ScaleByAdamaxState(d1.count, mu, nu, d1.correction)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def radam_rectification(b2: float, count: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    r"""Returns RAdam's ``(rho_t, r_t)`` at step ``count`` (Liu et al. 2020, eq. 6 and Alg. 2).
+
+    .. math::
+
+        \rho_\infty = \frac{2}{1-\beta_2} - 1, \qquad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t}, \qquad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}.
+
+    :math:`r_t` is only meaningful where :math:`\rho_t > 4`; elsewhere it is returned as 0 (not
+    NaN, so gradients through an unselected branch stay finite).
+    """
+    # rho_t is a difference of two terms near 2/(1-b2) (~2000 for b2=0.999), so both are taken
+    # from 1 - b2 through log1p/expm1: with b2**t rounded in float32, as optax computes it, rho_t
+    # is off by ~1e-2 in the first steps and r_t by ~0.5%.
+    one_minus_b2 = 1 - (b2.astype(dtype) if isinstance(b2, jax.Array) else b2)
+    log_b2 = jnp.log1p(-jnp.asarray(one_minus_b2, dtype))
+    t = count.astype(dtype)
+    power = jnp.exp(t * log_b2)
+    rho_inf = 2 / jnp.asarray(one_minus_b2, dtype) - 1
+    rho_t = rho_inf - 2 * t * power / -jnp.expm1(t * log_b2)
+    ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    valid = rho_t > 4
+    return rho_t, jnp.where(valid, jnp.sqrt(jnp.where(valid, ratio, 1.0)), 0.0)
+
+
+def scale_by_radam(
+    b1: float | jax.Array | optax.Schedule = 0.9,
+    b2: float = 0.999,
+    eps: float | jax.Array = 1e-8,
+    eps_root: float | jax.Array = 0.0,
+    threshold: float = 5.0,
+    *,
+    eps_mode: moments.EpsMode = "hat",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Rescales updates by Rectified Adam (Liu et al. 2020).
+
+    While the variance of the adaptive learning rate is intractable (:math:`\rho_t \le`
+    ``threshold``) the update is momentum SGD, :math:`\hat m_t`; afterwards it is Adam's
+    direction times the rectification :math:`r_t` (see :func:`radam_rectification`):
+
+    .. math::
+
+        u_t = \begin{cases} r_t\, \hat m_t / (\sqrt{\hat v_t + \epsilon_{root,t}} + \epsilon_t)
+              & \rho_t > \text{threshold} \\ \hat m_t & \text{otherwise.} \end{cases}
+
+    Conventions: the paper's Algorithm 2 switches at :math:`\rho_t > 4` and has no eps; the
+    authors' code and ``torch.optim.RAdam`` switch at :math:`\rho_t > 5` and place eps in the
+    :math:`\hat\epsilon` form, :math:`\sqrt{1-\beta_2^t}/(\sqrt{v_t} + \epsilon)`
+    (``eps_mode="hat"``, the default here); ``optax.radam`` switches at :math:`\rho_t \ge 5` and
+    uses the paper form :math:`\sqrt{\hat v_t} + \epsilon` (``eps_mode="paper"``).
+
+    Args:
+      b1: :math:`\beta_1`, in [0, 1), or a schedule (exact bias correction).
+      b2: :math:`\beta_2`, in [0, 1); a constant, since :math:`\rho_t` is derived for one.
+      eps: added to the denominator, >= 0, placed by ``eps_mode``.
+      eps_root: added inside the square root, >= 0.
+      threshold: the :math:`\rho_t` above which the adaptive step is used, >= 4 (torch, optax:
+        5; paper: 4).
+      eps_mode: ``"hat"`` (torch, authors' code) or ``"paper"`` (optax).
+      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
+      nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAdamState`.
+
+    References:
+      Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
+
+    Example:
+      >>> tx = optax.chain(adamjax.scale_by_radam(), optax.scale_by_learning_rate(1e-3))
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(grads, state)
+    """
+    fn = "scale_by_radam"
+    v.check_moment_hyperparams(fn, b1, b2, eps, eps_root, eps_mode, mu_dtype, nu_dtype)
+    check_radam(fn, b2, threshold)
+
+    def init_fn(params: optax.Params) -> ScaleByAdamState:
+        return _init_adam_state(fn, params, b1, b2, mu_dtype, nu_dtype)
+
+    def update_fn(updates, state, params=None):
+        del params
+        v.check_tree_match(fn, updates, state.mu)
+        d1, d2, _ = _step_decays(b1, b2, state, False)
+
+        def leaf(g, m, nu):
+            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+            rho_t, rect = radam_rectification(b2, d2.count, v_t.dtype)
+            m_hat = moments.first_moment_estimate(m_t, g_c, d1)
+            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            adaptive = moments.direction(
+                m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode
+            )
+            u = jnp.where(rho_t > threshold, rect * adaptive, m_hat)
+            return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
+
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        return updates, ScaleByAdamState(d1.count, mu, nu, d1.correction, d2.correction)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def check_radam(fn: str, b2: Any, threshold: Any) -> None:
+    if moments.is_scheduled(b2):
+        raise ValueError(
+            f"{fn}: b2 must be a constant, got the schedule {b2!r}; RAdam's rectification term "
+            "is derived for a constant b2."
+        )
+    v.check_non_negative(fn, "threshold", threshold)
+    if isinstance(threshold, (int, float)) and threshold < 4:
+        raise ValueError(
+            f"{fn}: threshold must be a finite number in [4, inf), got {threshold!r}; the "
+            "rectification term is undefined for rho_t <= 4."
+        )

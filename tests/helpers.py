@@ -12,11 +12,14 @@ import optax
 GradFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def max_rel_err(actual: Any, expected: Any) -> float:
+def max_rel_err(actual: Any, expected: Any, *, floor: float = 0.0) -> float:
     """Largest per-leaf ``max|actual - expected| / max|expected|`` over two matching trees.
 
     Normalising by the leaf's largest magnitude (not elementwise) keeps entries that cross zero
-    from producing meaningless ratios; an all-zero expected leaf is compared absolutely.
+    from producing meaningless ratios; an all-zero expected leaf is compared absolutely. Non-finite
+    entries give ``inf`` unless both sides hold them in the same places with the same values.
+    ``floor`` bounds the scale from below, for leaves that converge to zero (a first moment at a
+    minimum is rounding noise, and relative to itself any two roundings differ by O(1)).
     """
     worst = 0.0
     for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
@@ -24,7 +27,10 @@ def max_rel_err(actual: Any, expected: Any) -> float:
         assert a.shape == e.shape, (a.shape, e.shape)
         if a.size == 0:
             continue
-        scale = np.max(np.abs(e))
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(e))):
+            # A NaN would compare False against any tolerance and pass silently.
+            return float("inf") if not np.array_equal(a, e, equal_nan=True) else worst
+        scale = max(float(np.max(np.abs(e))), floor)
         err = np.max(np.abs(a - e))
         worst = max(worst, float(err / scale) if scale > 0 else float(err))
     return worst

@@ -55,6 +55,26 @@ CASES = {
     "keras_adamw": lambda g: adamjax.adamw(
         learning_rate(g), weight_decay=float(g["hp_weight_decay"]), eps_mode="hat", **hyper(g)
     ),
+    **{
+        name: lambda g: adamjax.nadam(
+            learning_rate(g),
+            momentum_decay=float(g["hp_momentum_decay"]),
+            weight_decay=float(g["hp_weight_decay"]),
+            decoupled_weight_decay=bool(g["hp_decoupled"]),
+            **hyper(g),
+        )
+        for name in ("torch_nadam", "torch_nadam_l2", "torch_nadam_decoupled")
+    },
+    "torch_adamax": lambda g: adamjax.adamax(learning_rate(g), **hyper(g)),
+    **{
+        name: lambda g: adamjax.radam(
+            learning_rate(g),
+            weight_decay=float(g["hp_weight_decay"]),
+            decoupled_weight_decay=bool(g["hp_decoupled"]),
+            **hyper(g),
+        )
+        for name in ("torch_radam", "torch_radam_decoupled")
+    },
 }
 
 
@@ -75,7 +95,8 @@ def replay(g: dict, tx: optax.GradientTransformation) -> list[tuple[dict, object
         }
         params, state = step(params, state, grads)
         if k + 1 in checkpoints:
-            out.append((params, state[0]))
+            # The alias' moment piece: the first state in the chain that holds moments.
+            out.append((params, next(s for s in state if hasattr(s, "mu"))))
     return out
 
 
@@ -88,11 +109,18 @@ def test_matches_golden_trajectory(name):
     fields = {"param": None, "mu": "mu", "nu": "nu"}
     if bool(g["hp_amsgrad"]):
         fields["nu_max"] = "nu_max"
+    if "mu_product__w" in g:
+        # torch keeps prod(mu_i); adamjax keeps the bias correction 1 - prod(mu_i) the update
+        # divides by (compared as such: the product itself underflows towards 1e-100).
+        fields["mu_product"] = "momentum_correction"
     assert len(trajectory) == len(g["steps"])
     for i, (params, moments) in enumerate(trajectory):
         for field, attr in fields.items():
             actual = params if attr is None else getattr(moments, attr)
             expected = {k: g[f"{field}__{k}"][i] for k in leaves}
+            if field == "mu_product":
+                actual = {k: actual for k in leaves}
+                expected = {k: 1 - e for k, e in expected.items()}
             err = max_rel_err(actual, expected)
             assert err <= 1e-10, f"{name}: {field} at step {g['steps'][i]}: rel err {err:.2e}"
 
@@ -106,6 +134,17 @@ def test_matches_golden_trajectory(name):
             "torch_amsgrad",
             lambda g: adamjax.amsgrad(learning_rate(g), max_of="corrected", **hyper(g)),
         ),
+        # optax.nadam's constant mu_t = b1 is not torch's NAdam.
+        ("torch_nadam", lambda g: adamjax.adam(learning_rate(g), nesterov=True, **hyper(g))),
+        (
+            "torch_nadam_decoupled",
+            lambda g: adamjax.nadam(learning_rate(g), weight_decay=0.1, **hyper(g)),
+        ),
+        (
+            "torch_adamax",
+            lambda g: adamjax.adamax(learning_rate(g), eps_mode="denominator", **hyper(g)),
+        ),
+        ("torch_radam", lambda g: adamjax.radam(learning_rate(g), eps_mode="paper", **hyper(g))),
     ],
 )
 def test_the_other_convention_does_not_match(name, wrong):

@@ -62,9 +62,10 @@ def test_hat_mode_equals_the_papers_eps_hat_formula():
         count = jnp.int32(t)
         m_hat = m / moments.bias_correction(b1, count, jnp.float64)
         v_hat = v / moments.bias_correction(b2, count, jnp.float64)
-        eps_t, eps_root_t = moments.effective_eps(eps, 0.0, b2, count, jnp.float64, "hat")
+        d2 = moments.StepDecay(b2, None, count)
+        eps_t, eps_root_t = moments.effective_eps(eps, 0.0, d2, jnp.float64, "hat")
         ours = moments.precondition(m_hat, v_hat, eps_t, eps_root_t)
-        paper, _ = moments.effective_eps(eps, 0.0, b2, count, jnp.float64, "paper")
+        paper, _ = moments.effective_eps(eps, 0.0, d2, jnp.float64, "paper")
     alpha_t = np.sqrt(1 - b2**t) / (1 - b1**t)
     np.testing.assert_allclose(ours, alpha_t * m / (np.sqrt(v) + eps), rtol=1e-13)
     assert paper == eps
