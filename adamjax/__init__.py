@@ -7,13 +7,26 @@ Layers, bottom up:
   ``scale_by_nadam``, ``scale_by_adamax``, ``scale_by_radam``, ``add_decayed_weights``);
 * :mod:`adamjax.alias`: ``adam``, ``adamw``, ``amsgrad``, ``nadam``, ``adamax``, ``radam``, each a
   single ``optax.chain`` of pieces;
-* :mod:`adamjax.schedules`: momentum schedules for ``b1`` (``beta1_decay``, ``beta1_cyclic``).
+* :mod:`adamjax.schedules`: momentum schedules for ``b1`` (``beta1_decay``, ``beta1_cyclic``);
+* :mod:`adamjax.bounded` (AdaBound), :mod:`adamjax.factored` (Adafactor) and
+  :mod:`adamjax.switching` (SWATS): the variants whose
+  state goes beyond Adam's moments, each module holding its state, its piece and its alias (all
+  built on :mod:`adamjax.moments` and the pieces above).
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
 """
 
 from adamjax import moments
 from adamjax.alias import adam, adamax, adamw, amsgrad, nadam, radam
+from adamjax.bounded import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
+from adamjax.factored import (
+    ClipByBlockRmsState,
+    ScaleByFactoredRmsState,
+    adafactor,
+    clip_by_block_rms,
+    relative_step_schedule,
+    scale_by_factored_rms,
+)
 from adamjax.schedules import beta1_cyclic, beta1_decay
 from adamjax.transform import (
     AddDecayedWeightsState,
@@ -33,11 +46,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddDecayedWeightsState",
+    "ClipByBlockRmsState",
+    "ScaleByAdaBoundState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAmsgradState",
+    "ScaleByFactoredRmsState",
     "ScaleByNadamState",
     "__version__",
+    "adabound",
+    "adabound_bounds",
+    "adafactor",
     "adam",
     "adamax",
     "adamw",
@@ -45,12 +64,16 @@ __all__ = [
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
+    "clip_by_block_rms",
     "moments",
     "nadam",
     "radam",
+    "relative_step_schedule",
+    "scale_by_adabound",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_factored_rms",
     "scale_by_nadam",
     "scale_by_radam",
 ]

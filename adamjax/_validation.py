@@ -49,6 +49,36 @@ def check_non_negative(fn: str, name: str, value: Any, *, schedule_ok: bool = Fa
         raise ValueError(f"{fn}: {name} must be a finite number in [0, inf), got {value!r}")
 
 
+def check_positive(fn: str, name: str, value: Any, *, at_most_one: bool = False) -> None:
+    """Checks a concrete number lies in (0, inf), or in (0, 1] with ``at_most_one``."""
+    if not _check_number(fn, name, value, schedule_ok=False):
+        return
+    upper = 1.0 if at_most_one else float("inf")
+    if not (np.isfinite(value) and 0.0 < value <= upper):
+        interval = "in (0, 1]" if at_most_one else "a finite number in (0, inf)"
+        raise ValueError(f"{fn}: {name} must be {interval}, got {value!r}")
+
+
+def check_integer(fn: str, name: str, value: Any, *, minimum: int, array_ok: bool) -> None:
+    """Checks ``value`` is a Python/NumPy integer >= ``minimum`` (jax arrays pass if allowed)."""
+    if array_ok and isinstance(value, jax.Array):
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        hint = ""
+        if isinstance(value, jax.Array):
+            # e.g. optax.inject_hyperparams, which turns every number into an array.
+            hint = (
+                f"; it decides the state's shapes, so it cannot be an array (with "
+                f"optax.inject_hyperparams, pass static_args=({name!r},))"
+            )
+        raise TypeError(
+            f"{fn}: {name} must be an integer >= {minimum}, got {value!r} of type "
+            f"{type(value).__name__}{hint}"
+        )
+    if value < minimum:
+        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
 def check_choice(fn: str, name: str, value: Any, choices: Sequence[str]) -> None:
     """Checks ``value`` is one of the strings in ``choices``."""
     if value not in choices:

@@ -10,22 +10,12 @@ steps, :math:`e = \lfloor k / \text{steps\_per\_epoch} \rfloor`.
 from __future__ import annotations
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from adamjax import _validation as v
-
-
-def _check_steps_per_epoch(fn: str, steps_per_epoch: int) -> None:
-    if not isinstance(steps_per_epoch, numbers.Integral) or isinstance(steps_per_epoch, bool):
-        raise TypeError(
-            f"{fn}: steps_per_epoch must be a positive integer, got {steps_per_epoch!r}"
-        )
-    if steps_per_epoch < 1:
-        raise ValueError(f"{fn}: steps_per_epoch must be >= 1, got {steps_per_epoch!r}")
 
 
 def _epoch(count: jax.Array, steps_per_epoch: int) -> jax.Array:
@@ -51,7 +41,7 @@ def beta1_decay(b1: float, rate: float, steps_per_epoch: int = 1) -> optax.Sched
     fn = "beta1_decay"
     v.check_unit_interval(fn, "b1", b1)
     v.check_non_negative(fn, "rate", rate)
-    _check_steps_per_epoch(fn, steps_per_epoch)
+    v.check_integer(fn, "steps_per_epoch", steps_per_epoch, minimum=1, array_ok=False)
 
     def schedule(count: jax.Array) -> jax.Array:
         return b1 / (1 + rate * _epoch(count, steps_per_epoch))
@@ -81,10 +71,8 @@ def beta1_cyclic(b1: float, period: float, steps_per_epoch: int = 1) -> optax.Sc
     """
     fn = "beta1_cyclic"
     v.check_unit_interval(fn, "b1", b1)
-    v.check_non_negative(fn, "period", period)
-    if period == 0:
-        raise ValueError(f"{fn}: period must be a finite number in (0, inf), got {period!r}")
-    _check_steps_per_epoch(fn, steps_per_epoch)
+    v.check_positive(fn, "period", period)
+    v.check_integer(fn, "steps_per_epoch", steps_per_epoch, minimum=1, array_ok=False)
 
     def schedule(count: jax.Array) -> jax.Array:
         return b1 * (1 + jnp.sin(math.pi * _epoch(count, steps_per_epoch) / period)) / 2

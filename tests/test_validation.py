@@ -157,7 +157,7 @@ BAD_INPUT = [
         adamjax.beta1_decay,
         dict(b1=0.9, rate=0.1, steps_per_epoch=0),
         ValueError,
-        "beta1_decay: steps_per_epoch must be >= 1, got 0",
+        "beta1_decay: steps_per_epoch must be an integer >= 1, got 0",
     ),
     (
         adamjax.beta1_cyclic,
@@ -169,7 +169,7 @@ BAD_INPUT = [
         adamjax.beta1_cyclic,
         dict(b1=0.9, period=2, steps_per_epoch=2.5),
         TypeError,
-        "beta1_cyclic: steps_per_epoch must be a positive integer, got 2.5",
+        "beta1_cyclic: steps_per_epoch must be an integer >= 1, got 2.5",
     ),
     (
         adamjax.scale_by_adam,

@@ -1,0 +1,379 @@
+r"""AdaBound and AMSBound (Luo et al. 2019): Adam with its per-entry step size clipped to bounds
+that close in on an SGD learning rate.
+
+One piece and one alias:
+
+* :func:`scale_by_adabound` keeps Adam's moments (or AMSGrad's running maximum, for AMSBound),
+  forms the per-entry step size, clips it to the dynamic bounds and returns the *already scaled*
+  step :math:`\eta_t \odot m_t` (positive: a descent direction times a step size);
+* :func:`adabound` chains coupled L2 weight decay, that piece and ``optax.scale(-1.0)``.
+
+The learning rate is an argument of the piece, not a separate ``optax.scale_by_learning_rate``
+after it, because AdaBound applies it *inside* the clip: scaling the clipped step afterwards would
+also scale the bounds. Do not chain another learning-rate piece after :func:`scale_by_adabound`.
+
+The conventions are those of the authors' package ``adabound`` 0.0.5 (which differ from the
+paper's Algorithm 2 in three places: the bias corrections, eps, and no :math:`1/\sqrt t` decay),
+see :func:`scale_by_adabound`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamjax import _tree, moments, transform
+from adamjax import _validation as v
+
+
+class ScaleByAdaBoundState(NamedTuple):
+    r"""State of :func:`scale_by_adabound`.
+
+    Besides the moments, the state records what the last step's clipping did, so diagnostics can
+    report it without recomputing any of the maths: two scalars (the bounds) and two scalars per
+    leaf (the fractions of entries clipped), i.e. two extra reductions per leaf and step.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      mu: raw first moment :math:`m_t` (not bias-corrected), in ``mu_dtype``.
+      nu: raw second moment :math:`v_t`, real-valued, in ``nu_dtype``.
+      nu_max: for AMSBound, the running maximum :math:`\max_{i \le t} v_i` of the raw second
+        moment, in ``nu_dtype`` (a buffer of its own); ``None`` for AdaBound.
+      base_lr: scalar, the learning rate at ``init`` (:math:`\alpha_0`, ``schedule(0)`` for a
+        schedule), against which the bounds follow the learning rate.
+      lower_bound: scalar, the lower bound :math:`\eta_l(t)` of the last step (0 before the first).
+      upper_bound: scalar, the upper bound :math:`\eta_u(t)` of the last step (0 before the first;
+        ``inf`` with ``gamma=0``).
+      frac_clipped_lower: one float32 scalar per leaf, the fraction of the leaf's entries whose
+        step size was raised to the lower bound in the last step.
+      frac_clipped_upper: the same for entries lowered to the upper bound.
+      b1_correction: when ``b1`` is a schedule, the running bias correction
+        :math:`1 - \prod_{i \le t}\beta_{1,i}` (a scalar); ``None`` for a constant ``b1``.
+      b2_correction: the same for ``b2``.
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    nu_max: optax.Updates | None
+    base_lr: jax.Array
+    lower_bound: jax.Array
+    upper_bound: jax.Array
+    frac_clipped_lower: optax.Updates
+    frac_clipped_upper: optax.Updates
+    b1_correction: jax.Array | None = None
+    b2_correction: jax.Array | None = None
+
+
+def adabound_bounds(final_lr: Any, gamma: Any, t: Any) -> tuple[jax.Array, jax.Array]:
+    r"""Returns AdaBound's bounds :math:`(\eta_l(t), \eta_u(t))` on the step size at step ``t``.
+
+    .. math::
+
+        \eta_l(t) = \alpha^\star \left(1 - \frac{1}{\gamma t + 1}\right), \qquad
+        \eta_u(t) = \alpha^\star \left(1 + \frac{1}{\gamma t}\right),
+
+    with :math:`\alpha^\star` = ``final_lr``. Both tend to :math:`\alpha^\star` as :math:`t` grows
+    (the lower bound from 0, the upper bound from :math:`+\infty`), at a speed set by
+    :math:`\gamma`. With :math:`\gamma t = 0` the upper bound is :math:`+\infty` (never ``nan``,
+    even for :math:`\alpha^\star = 0`).
+
+    Args:
+      final_lr: :math:`\alpha^\star`, a scalar (already following the learning-rate schedule).
+      gamma: :math:`\gamma`, a scalar.
+      t: the 1-based step, a scalar array in the floating dtype the bounds should have.
+
+    Returns:
+      ``(lower, upper)``, scalars.
+    """
+    gt = gamma * t
+    lower = final_lr * (1 - 1 / (gt + 1))
+    positive = gt > 0
+    upper = jnp.where(positive, final_lr * (1 + 1 / jnp.where(positive, gt, 1)), jnp.inf)
+    return lower, upper
+
+
+def _check_hyperparams(
+    fn: str,
+    learning_rate: Any,
+    final_lr: Any,
+    gamma: Any,
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    amsbound: Any,
+    mu_dtype: Any,
+    nu_dtype: Any,
+) -> None:
+    """Checks AdaBound's options under the name of the function the user called."""
+    v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
+    v.check_non_negative(fn, "final_lr", final_lr)
+    v.check_unit_interval(fn, "gamma", gamma)
+    v.check_unit_interval(fn, "b1", b1, schedule_ok=True)
+    v.check_unit_interval(fn, "b2", b2, schedule_ok=True)
+    v.check_non_negative(fn, "eps", eps)
+    v.check_bool(fn, "amsbound", amsbound)
+    v.check_float_dtype(fn, "mu_dtype", mu_dtype)
+    v.check_float_dtype(fn, "nu_dtype", nu_dtype)
+    if callable(learning_rate):
+        # The bounds scale with schedule(t) / schedule(0), which a schedule starting at 0 leaves
+        # undefined. Checked once here, where the value is concrete (not under a trace).
+        start = learning_rate(jnp.zeros([], jnp.int32))
+        if not isinstance(start, jax.core.Tracer) and not float(start) > 0:
+            raise ValueError(
+                f"{fn}: a learning_rate schedule must be positive at step 0, got "
+                f"schedule(0) = {float(start)!r}. The bounds follow the schedule as "
+                "final_lr * schedule(t) / schedule(0); start a warmup at a small positive value, "
+                "e.g. optax.linear_schedule(1e-3 * peak, peak, warmup_steps)."
+            )
+
+
+def scale_by_adabound(
+    learning_rate: transform.ScalarOrSchedule = 1e-3,
+    final_lr: float | jax.Array = 0.1,
+    gamma: float | jax.Array = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    *,
+    amsbound: bool = False,
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Scales updates by AdaBound's clipped step size (the learning rate included).
+
+    With the moments of :func:`~adamjax.scale_by_adam`, bias corrections
+    :math:`c_{k,t} = 1 - \prod_{i \le t}\beta_{k,i}` (:math:`1-\beta_k^t` for constants) and the
+    learning rate :math:`\alpha_t`:
+
+    .. math::
+
+        \hat\eta_t &= \frac{\alpha_t \sqrt{c_{2,t}}}{c_{1,t}} \cdot
+                     \frac{1}{\sqrt{\tilde v_t} + \epsilon}, \qquad
+        \tilde v_t = v_t \ \text{(AdaBound)}, \quad
+        \tilde v_t = \max(\tilde v_{t-1}, v_t) \ \text{(AMSBound)}, \\
+        \alpha^\star_t &= \alpha^\star \, \alpha_t / \alpha_0, \qquad
+        \eta_t = \operatorname{clip}\!\left(\hat\eta_t,\ \alpha^\star_t\Bigl(1 - \frac{1}{\gamma t
+                 + 1}\Bigr),\ \alpha^\star_t\Bigl(1 + \frac{1}{\gamma t}\Bigr)\right), \\
+        u_t &= \eta_t \odot m_t,
+
+    elementwise, with the *raw* first moment :math:`m_t`: its bias correction sits inside
+    :math:`\hat\eta_t` and is clipped with it. :math:`\epsilon` is added to :math:`\sqrt{v_t}`,
+    before the bias correction (the :math:`\hat\epsilon` form; ``moments.effective_eps`` with
+    ``eps_mode="hat"``), and the running maximum is taken over the raw :math:`v_t`. The piece
+    returns :math:`+u_t`; negate it (``optax.scale(-1.0)``, as :func:`adabound` does) before
+    ``optax.apply_updates``. Do not add a learning-rate piece: :math:`\alpha_t` is already in.
+
+    These are the conventions of the authors' package (``adabound.AdaBound`` 0.0.5). The paper's
+    Algorithm 2 differs: no bias corrections and no eps, a step :math:`\eta_t/\sqrt t`, and
+    :math:`\gamma = 1-\beta_2`, :math:`\alpha^\star = 0.1` written in.
+
+    **The bounds follow the learning rate.** :math:`\alpha_0` is the learning rate at ``init``
+    (``schedule(0)``; kept in :attr:`ScaleByAdaBoundState.base_lr`), so a schedule scales the
+    bounds along with the Adam step, as the package does under a torch ``LRScheduler``. A constant
+    learning rate leaves them at :math:`\alpha^\star`, even when it is 0 (the bounds then still
+    move the params, as in the paper, where they do not involve :math:`\alpha`). A schedule with
+    ``schedule(0) <= 0`` is rejected at construction. Only a learning rate that is traced at
+    ``init`` (e.g. under ``optax.inject_hyperparams``) can still give :math:`\alpha_0 = 0`; the
+    bounds then stay at :math:`\alpha^\star` instead of becoming ``nan``.
+
+    Args:
+      learning_rate: :math:`\alpha_t`, the Adam step size: a number >= 0, a jax array or an optax
+        schedule with ``schedule(0) > 0``.
+      final_lr: :math:`\alpha^\star`, the SGD learning rate the bounds converge to, a finite
+        number >= 0.
+      gamma: :math:`\gamma`, how fast the bounds converge, in [0, 1). With 0 there are no bounds
+        (lower 0, upper :math:`+\infty`): the piece is Adam with :math:`\hat\epsilon`.
+      b1: decay of the first moment, in [0, 1), or a schedule of the 0-based count.
+      b2: decay of the second moment, in [0, 1), or a schedule of the 0-based count.
+      eps: added to :math:`\sqrt{\tilde v_t}`, >= 0.
+      amsbound: use the running maximum of the second moment (AMSBound).
+      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
+      nu_dtype: storage dtype of ``nu`` and ``nu_max``; ``None`` follows the params (real part
+        for complex).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAdaBoundState`.
+      ``update`` does not need params. Updates come back in the gradients' dtype; arithmetic runs
+      in at least float32.
+
+    References:
+      Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of Learning Rate",
+      ICLR 2019, Algorithms 2 (AdaBound) and 3 (AMSBound). Convention: the authors' package
+      ``adabound`` 0.0.5, ``AdaBound.step``.
+
+    Example:
+      >>> tx = optax.chain(adamjax.scale_by_adabound(1e-3, final_lr=0.1), optax.scale(-1.0))
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> params = optax.apply_updates(params, updates)
+    """
+    fn = "scale_by_adabound"
+    _check_hyperparams(
+        fn, learning_rate, final_lr, gamma, b1, b2, eps, amsbound, mu_dtype, nu_dtype
+    )
+
+    def init_fn(params: optax.Params) -> ScaleByAdaBoundState:
+        v.check_params(fn, params)
+        dtype = _tree.scalar_dtype(params)
+        start = moments.rate_at(learning_rate, jnp.zeros([], jnp.int32))
+        # Every leaf gets a buffer of its own, so the state can be donated to a jitted step.
+        fraction = lambda p: jnp.zeros([], jnp.float32)  # noqa: E731
+        return ScaleByAdaBoundState(
+            count=jnp.zeros([], jnp.int32),
+            mu=_tree.zeros_moment(params, mu_dtype, real=False),
+            nu=_tree.zeros_moment(params, nu_dtype, real=True),
+            nu_max=_tree.zeros_moment(params, nu_dtype, real=True) if amsbound else None,
+            base_lr=jnp.array(start, dtype),
+            lower_bound=jnp.zeros([], dtype),
+            upper_bound=jnp.zeros([], dtype),
+            frac_clipped_lower=jax.tree.map(fraction, params),
+            frac_clipped_upper=jax.tree.map(fraction, params),
+            b1_correction=moments.init_correction(b1, dtype),
+            b2_correction=moments.init_correction(b2, dtype),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        v.check_tree_match(fn, updates, state.mu)
+        d1, d2, _ = transform._step_decays(b1, b2, state, nesterov=False)
+        dtype = state.base_lr.dtype
+        lr = jnp.asarray(moments.rate_at(learning_rate, state.count), dtype)
+        base = state.base_lr
+        has_base = base > 0
+        # The package's order of operations: final_lr * lr / base_lr.
+        final = jnp.where(has_base, final_lr * lr / jnp.where(has_base, base, 1), final_lr)
+        lower, upper = adabound_bounds(final.astype(dtype), gamma, d1.count.astype(dtype))
+        # An array gamma of another precision must not change the state's dtypes.
+        lower, upper = lower.astype(dtype), upper.astype(dtype)
+
+        def leaf(g, m, nu, nu_max):
+            _, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+            real = v_t.dtype
+            v_used = jnp.maximum(nu_max.astype(real), v_t) if amsbound else v_t
+            # The unclipped step size is the eps-hat Adam direction of a first moment equal to
+            # alpha_t everywhere: alpha_t sqrt(c2) / c1 / (sqrt(v) + eps).
+            eps_t, eps_root_t = moments.effective_eps(eps, 0.0, d2, real, "hat")
+            step_size = moments.precondition(
+                lr.astype(real) / d1.bias_correction(real),
+                v_used / d2.bias_correction(real),
+                eps_t,
+                eps_root_t,
+            )
+            lo, hi = lower.astype(real), upper.astype(real)
+            u = jnp.clip(step_size, lo, hi) * m_t
+            size = max(step_size.size, 1)
+            below = (jnp.count_nonzero(step_size < lo) / size).astype(jnp.float32)
+            above = (jnp.count_nonzero(step_size > hi) / size).astype(jnp.float32)
+            return (
+                u.astype(g.dtype),
+                m_t.astype(m.dtype),
+                v_t.astype(nu.dtype),
+                v_used.astype(nu_max.dtype),
+                below,
+                above,
+            )
+
+        maxima = state.nu_max if amsbound else state.nu  # a stand-in the leaf ignores
+        updates, mu, nu, nu_max, below, above = _tree.map_unzip(
+            leaf, 6, updates, state.mu, state.nu, maxima
+        )
+        return updates, ScaleByAdaBoundState(
+            count=d1.count,
+            mu=mu,
+            nu=nu,
+            nu_max=nu_max if amsbound else None,
+            base_lr=base,
+            lower_bound=lower,
+            upper_bound=upper,
+            frac_clipped_lower=below,
+            frac_clipped_upper=above,
+            b1_correction=d1.correction,
+            b2_correction=d2.correction,
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def adabound(
+    learning_rate: transform.ScalarOrSchedule = 1e-3,
+    final_lr: float | jax.Array = 0.1,
+    gamma: float | jax.Array = 1e-3,
+    b1: float | jax.Array = 0.9,
+    b2: float | jax.Array = 0.999,
+    eps: float | jax.Array = 1e-8,
+    weight_decay: transform.ScalarOrSchedule = 0.0,
+    amsbound: bool = False,
+    *,
+    mask: Any | None = None,
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdaBound / AMSBound (Luo et al. 2019), as the authors' package ``adabound`` runs it.
+
+    .. math::
+
+        g_t \leftarrow g_t + \lambda\theta_{t-1}, \qquad
+        \theta_t = \theta_{t-1} - \operatorname{clip}\!\left(\frac{\alpha_t\sqrt{1-\beta_2^t}}
+        {(1-\beta_1^t)(\sqrt{v_t} + \epsilon)},\ \eta_l(t),\ \eta_u(t)\right) \odot m_t
+
+    with :math:`\eta_l, \eta_u` the bounds of :func:`adabound_bounds` for
+    :math:`\alpha^\star_t = \alpha^\star \alpha_t/\alpha_0`; see :func:`scale_by_adabound` for
+    the details (AMSBound's maximum, schedules, what the state records). The weight decay is the
+    package's *coupled* L2 penalty: it is added to the gradient before the moments, so it is
+    rescaled by the adaptive step size (unlike :func:`~adamjax.adamw`).
+
+    With the defaults and ``amsbound=False`` this is ``adabound.AdaBound(params)``; a torch
+    ``LambdaLR`` on it corresponds to a schedule ``learning_rate`` here.
+
+    Args:
+      learning_rate: :math:`\alpha_t`, the Adam step size: a number >= 0 or an optax schedule
+        with ``schedule(0) > 0`` (the bounds follow ``schedule(t)/schedule(0)``).
+      final_lr: :math:`\alpha^\star`, the SGD learning rate the bounds converge to, >= 0.
+      gamma: :math:`\gamma`, the convergence speed of the bounds, in [0, 1).
+      b1: decay of the first moment, in [0, 1), or a schedule.
+      b2: decay of the second moment, in [0, 1), or a schedule.
+      eps: added to :math:`\sqrt{v_t}` (the :math:`\hat\epsilon` form), >= 0.
+      weight_decay: coupled L2 coefficient :math:`\lambda`, a number >= 0 or a schedule.
+        ``update`` needs ``params`` unless it is the constant 0.
+      amsbound: use the running maximum of the second moment (AMSBound).
+      mask: which leaves to decay: a pytree of bools or a callable on the params (see
+        :func:`~adamjax.add_decayed_weights`).
+      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
+      nu_dtype: storage dtype of the second moment(s); ``None`` follows the params.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``: ``chain(add_decayed_weights,
+      scale_by_adabound, scale(-1))``; the :class:`ScaleByAdaBoundState` is ``state[1]``.
+
+    References:
+      Luo, Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of Learning Rate",
+      ICLR 2019. Convention: the authors' package ``adabound`` 0.0.5.
+
+    Example:
+      >>> tx = adamjax.adabound(learning_rate=1e-3, final_lr=0.1)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    fn = "adabound"
+    _check_hyperparams(
+        fn, learning_rate, final_lr, gamma, b1, b2, eps, amsbound, mu_dtype, nu_dtype
+    )
+    v.check_non_negative(fn, "weight_decay", weight_decay, schedule_ok=True)
+    return optax.chain(
+        transform.add_decayed_weights(weight_decay, mask),
+        scale_by_adabound(
+            learning_rate,
+            final_lr,
+            gamma,
+            b1,
+            b2,
+            eps,
+            amsbound=amsbound,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
+        optax.scale(-1.0),
+    )
