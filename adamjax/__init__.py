@@ -28,6 +28,7 @@ from adamjax.factored import (
     scale_by_factored_rms,
 )
 from adamjax.schedules import beta1_cyclic, beta1_decay
+from adamjax.switching import ScaleBySwatsState, scale_by_swats, swats
 from adamjax.transform import (
     AddDecayedWeightsState,
     ScaleByAdamaxState,
@@ -53,6 +54,7 @@ __all__ = [
     "ScaleByAmsgradState",
     "ScaleByFactoredRmsState",
     "ScaleByNadamState",
+    "ScaleBySwatsState",
     "__version__",
     "adabound",
     "adabound_bounds",
@@ -76,4 +78,6 @@ __all__ = [
     "scale_by_factored_rms",
     "scale_by_nadam",
     "scale_by_radam",
+    "scale_by_swats",
+    "swats",
 ]
