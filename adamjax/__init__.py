@@ -27,6 +27,8 @@ from adamjax.factored import (
     relative_step_schedule,
     scale_by_factored_rms,
 )
+from adamjax.history import History
+from adamjax.observe import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax.schedules import beta1_cyclic, beta1_decay
 from adamjax.switching import ScaleBySwatsState, scale_by_swats, swats
 from adamjax.transform import (
@@ -34,11 +36,14 @@ from adamjax.transform import (
     ScaleByAdamaxState,
     ScaleByAdamState,
     ScaleByAmsgradState,
+    ScaleByLearningRateState,
     ScaleByNadamState,
+    ScaleByRadamState,
     add_decayed_weights,
     scale_by_adam,
     scale_by_adamax,
     scale_by_amsgrad,
+    scale_by_learning_rate,
     scale_by_nadam,
     scale_by_radam,
 )
@@ -48,12 +53,16 @@ __version__ = "0.1.0"
 __all__ = [
     "AddDecayedWeightsState",
     "ClipByBlockRmsState",
+    "DiagnosticsState",
+    "History",
     "ScaleByAdaBoundState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAmsgradState",
     "ScaleByFactoredRmsState",
+    "ScaleByLearningRateState",
     "ScaleByNadamState",
+    "ScaleByRadamState",
     "ScaleBySwatsState",
     "__version__",
     "adabound",
@@ -67,6 +76,7 @@ __all__ = [
     "beta1_cyclic",
     "beta1_decay",
     "clip_by_block_rms",
+    "diagnostics",
     "moments",
     "nadam",
     "radam",
@@ -76,8 +86,10 @@ __all__ = [
     "scale_by_adamax",
     "scale_by_amsgrad",
     "scale_by_factored_rms",
+    "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_swats",
     "swats",
+    "with_diagnostics",
 ]

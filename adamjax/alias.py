@@ -113,7 +113,7 @@ def adam(
         _scale_by_moments(
             fn, b1, b2, eps, eps_root, nesterov, amsgrad, max_of, eps_mode, mu_dtype, nu_dtype
         ),
-        optax.scale_by_learning_rate(learning_rate),
+        transform.scale_by_learning_rate(learning_rate),
     )
 
 
@@ -138,7 +138,7 @@ def _decoupled_chain(
                 f"got {schedule_multiplier!r}; with 'learning_rate', put the schedule in "
                 "learning_rate."
             )
-        return optax.chain(moment_piece, decay, optax.scale_by_learning_rate(learning_rate))
+        return optax.chain(moment_piece, decay, transform.scale_by_learning_rate(learning_rate))
     if callable(learning_rate):
         raise ValueError(
             f"{fn}: with weight_decay_scaling='schedule', learning_rate is the base rate alpha and "
@@ -149,9 +149,9 @@ def _decoupled_chain(
     v.check_non_negative(fn, "schedule_multiplier", multiplier, schedule_ok=True)
     return optax.chain(
         moment_piece,
-        optax.scale_by_learning_rate(learning_rate, flip_sign=False),
+        transform.scale_by_learning_rate(learning_rate, flip_sign=False),
         decay,
-        optax.scale_by_learning_rate(multiplier),
+        transform.scale_by_learning_rate(multiplier),
     )
 
 
@@ -332,7 +332,7 @@ def _with_weight_decay(
     return optax.chain(
         transform.add_decayed_weights(weight_decay, mask),
         moment_piece,
-        optax.scale_by_learning_rate(learning_rate),
+        transform.scale_by_learning_rate(learning_rate),
     )
 
 

@@ -32,9 +32,10 @@ from adamjax import _validation as v
 class ScaleByAdaBoundState(NamedTuple):
     r"""State of :func:`scale_by_adabound`.
 
-    Besides the moments, the state records what the last step's clipping did, so diagnostics can
-    report it without recomputing any of the maths: two scalars (the bounds) and two scalars per
-    leaf (the fractions of entries clipped), i.e. two extra reductions per leaf and step.
+    Besides the moments, the state records the scalars of the last step (the learning rate, the
+    bounds, the bias corrections and the placed eps), so diagnostics can rebuild the step sizes and
+    count the clipped entries with :func:`adabound_step_size`, the function the update uses,
+    without costing the update anything.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -44,12 +45,13 @@ class ScaleByAdaBoundState(NamedTuple):
         moment, in ``nu_dtype`` (a buffer of its own); ``None`` for AdaBound.
       base_lr: scalar, the learning rate at ``init`` (:math:`\alpha_0`, ``schedule(0)`` for a
         schedule), against which the bounds follow the learning rate.
+      learning_rate: scalar, the learning rate :math:`\alpha_t` of the last step (0 before the
+        first).
       lower_bound: scalar, the lower bound :math:`\eta_l(t)` of the last step (0 before the first).
       upper_bound: scalar, the upper bound :math:`\eta_u(t)` of the last step (0 before the first;
         ``inf`` with ``gamma=0``).
-      frac_clipped_lower: one float32 scalar per leaf, the fraction of the leaf's entries whose
-        step size was raised to the lower bound in the last step.
-      frac_clipped_upper: the same for entries lowered to the upper bound.
+      last_step: the :class:`~adamjax.moments.StepScalars` of the last step: :math:`c_{1,t}`,
+        :math:`c_{2,t}` and :math:`\epsilon` in the :math:`\hat\epsilon` form.
       b1_correction: when ``b1`` is a schedule, the running bias correction
         :math:`1 - \prod_{i \le t}\beta_{1,i}` (a scalar); ``None`` for a constant ``b1``.
       b2_correction: the same for ``b2``.
@@ -60,12 +62,32 @@ class ScaleByAdaBoundState(NamedTuple):
     nu: optax.Updates
     nu_max: optax.Updates | None
     base_lr: jax.Array
+    learning_rate: jax.Array
     lower_bound: jax.Array
     upper_bound: jax.Array
-    frac_clipped_lower: optax.Updates
-    frac_clipped_upper: optax.Updates
+    last_step: moments.StepScalars
     b1_correction: jax.Array | None = None
     b2_correction: jax.Array | None = None
+
+
+def adabound_step_size(
+    learning_rate: jax.Array, v_used: jax.Array, last_step: moments.StepScalars
+) -> jax.Array:
+    r"""Returns AdaBound's unclipped step size :math:`\hat\eta_t` for one leaf.
+
+    :math:`\hat\eta_t = \alpha_t / c_{1,t} \cdot 1/(\sqrt{\tilde v_t / c_{2,t}} + \epsilon_t)`,
+    the :math:`\hat\epsilon`-form Adam direction of a first moment equal to :math:`\alpha_t`
+    everywhere; ``last_step`` holds the corrections and :math:`\epsilon_t` (see
+    :func:`scale_by_adabound`). ``v_used`` is :math:`v_t` (AdaBound) or its running maximum
+    (AMSBound), in the compute dtype.
+    """
+    real = v_used.dtype
+    return moments.precondition(
+        learning_rate.astype(real) / last_step.m_correction.astype(real),
+        v_used / last_step.v_correction.astype(real),
+        last_step.eps.astype(real),
+        last_step.eps_root.astype(real),
+    )
 
 
 def adabound_bounds(final_lr: Any, gamma: Any, t: Any) -> tuple[jax.Array, jax.Array]:
@@ -219,18 +241,16 @@ def scale_by_adabound(
         v.check_params(fn, params)
         dtype = _tree.scalar_dtype(params)
         start = moments.rate_at(learning_rate, jnp.zeros([], jnp.int32))
-        # Every leaf gets a buffer of its own, so the state can be donated to a jitted step.
-        fraction = lambda p: jnp.zeros([], jnp.float32)  # noqa: E731
         return ScaleByAdaBoundState(
             count=jnp.zeros([], jnp.int32),
             mu=_tree.zeros_moment(params, mu_dtype, real=False),
             nu=_tree.zeros_moment(params, nu_dtype, real=True),
             nu_max=_tree.zeros_moment(params, nu_dtype, real=True) if amsbound else None,
             base_lr=jnp.array(start, dtype),
+            learning_rate=jnp.zeros([], dtype),
             lower_bound=jnp.zeros([], dtype),
             upper_bound=jnp.zeros([], dtype),
-            frac_clipped_lower=jax.tree.map(fraction, params),
-            frac_clipped_upper=jax.tree.map(fraction, params),
+            last_step=moments.initial_step_scalars(dtype, with_max=amsbound),
             b1_correction=moments.init_correction(b1, dtype),
             b2_correction=moments.init_correction(b2, dtype),
         )
@@ -249,47 +269,36 @@ def scale_by_adabound(
         # An array gamma of another precision must not change the state's dtypes.
         lower, upper = lower.astype(dtype), upper.astype(dtype)
 
+        # AMSBound's maximum is of the raw v, so it is corrected like v.
+        max_correction = d2.bias_correction(dtype) if amsbound else None
+        last = moments.record_step(
+            d1.bias_correction(dtype), d2, eps, 0.0, "hat", dtype, max_correction=max_correction
+        )
+
         def leaf(g, m, nu, nu_max):
             _, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
-            real = v_t.dtype
-            v_used = jnp.maximum(nu_max.astype(real), v_t) if amsbound else v_t
-            # The unclipped step size is the eps-hat Adam direction of a first moment equal to
-            # alpha_t everywhere: alpha_t sqrt(c2) / c1 / (sqrt(v) + eps).
-            eps_t, eps_root_t = moments.effective_eps(eps, 0.0, d2, real, "hat")
-            step_size = moments.precondition(
-                lr.astype(real) / d1.bias_correction(real),
-                v_used / d2.bias_correction(real),
-                eps_t,
-                eps_root_t,
-            )
-            lo, hi = lower.astype(real), upper.astype(real)
-            u = jnp.clip(step_size, lo, hi) * m_t
-            size = max(step_size.size, 1)
-            below = (jnp.count_nonzero(step_size < lo) / size).astype(jnp.float32)
-            above = (jnp.count_nonzero(step_size > hi) / size).astype(jnp.float32)
+            v_used = jnp.maximum(nu_max.astype(v_t.dtype), v_t) if amsbound else v_t
+            step_size = adabound_step_size(lr, v_used, last)
+            u = jnp.clip(step_size, lower.astype(v_t.dtype), upper.astype(v_t.dtype)) * m_t
             return (
                 u.astype(g.dtype),
                 m_t.astype(m.dtype),
                 v_t.astype(nu.dtype),
                 v_used.astype(nu_max.dtype),
-                below,
-                above,
             )
 
         maxima = state.nu_max if amsbound else state.nu  # a stand-in the leaf ignores
-        updates, mu, nu, nu_max, below, above = _tree.map_unzip(
-            leaf, 6, updates, state.mu, state.nu, maxima
-        )
+        updates, mu, nu, nu_max = _tree.map_unzip(leaf, 4, updates, state.mu, state.nu, maxima)
         return updates, ScaleByAdaBoundState(
             count=d1.count,
             mu=mu,
             nu=nu,
             nu_max=nu_max if amsbound else None,
             base_lr=base,
+            learning_rate=lr,
             lower_bound=lower,
             upper_bound=upper,
-            frac_clipped_lower=below,
-            frac_clipped_upper=above,
+            last_step=last,
             b1_correction=d1.correction,
             b2_correction=d2.correction,
         )

@@ -99,6 +99,35 @@ def _check_structure(fn: str, updates: Any, state_tree: Any) -> None:
     v.check_tree_match(fn, jax.tree.map(scalar, updates), jax.tree.map(scalar, state_tree))
 
 
+def factored_axes_of(shape: tuple[int, ...], v: jax.Array) -> tuple[int, int] | None:
+    """Returns the factored axes of a leaf of ``shape`` whose state holds ``v``, or ``None``.
+
+    A leaf is factored exactly when its full statistic ``v`` is the ``(1,)`` placeholder rather
+    than an array of the leaf's own shape; the axes then follow the rule of
+    :func:`scale_by_factored_rms` (they do not depend on ``min_dim_size_to_factor``, which only
+    decides *whether* to factor).
+    """
+    if tuple(v.shape) == tuple(shape):
+        return None
+    return _factored_axes(shape, True, 1)
+
+
+def inverse_rms_factors(
+    r_t: jax.Array, c_t: jax.Array, axes: tuple[int, int]
+) -> tuple[jax.Array, jax.Array]:
+    r"""Returns two broadcastable factors whose product is :math:`\hat V_t^{-1/2}`.
+
+    :math:`\hat V_t = r_t c_t / \operatorname{mean}_a(r_t)` (see :func:`scale_by_factored_rms`);
+    the factors are :math:`(r_t/\operatorname{mean}_a r_t)^{-1/2}`, expanded along the long axis,
+    and :math:`c_t^{-1/2}`, expanded along the short one, so the full-size :math:`\hat V_t` is
+    never formed.
+    """
+    long, short = axes
+    # r_t has lost the long axis, so the short one may have moved down by one.
+    r_mean = jnp.mean(r_t, axis=short - (short > long), keepdims=True)
+    return jnp.expand_dims((r_t / r_mean) ** -0.5, long), jnp.expand_dims(c_t**-0.5, short)
+
+
 def scale_by_factored_rms(
     factored: bool = True,
     decay_rate: float | jax.Array = 0.8,
@@ -221,11 +250,7 @@ def scale_by_factored_rms(
             long, short = axes
             r_t = moments.ema(jnp.mean(g_sq, axis=long), v_row.astype(g_sq.dtype), decay)
             c_t = moments.ema(jnp.mean(g_sq, axis=short), v_col.astype(g_sq.dtype), decay)
-            # r_t has lost the long axis, so the short one may have moved down by one.
-            r_mean = jnp.mean(r_t, axis=short - (short > long), keepdims=True)
-            # Two broadcast factors instead of V_hat itself: no full-size second moment is formed.
-            row_factor = jnp.expand_dims((r_t / r_mean) ** -0.5, long)
-            col_factor = jnp.expand_dims(c_t**-0.5, short)
+            row_factor, col_factor = inverse_rms_factors(r_t, c_t, axes)
             u = g_c * row_factor * col_factor
             return u.astype(g.dtype), r_t.astype(v_row.dtype), c_t.astype(v_col.dtype), nu
 
@@ -449,7 +474,7 @@ def adafactor(
     if clipping_threshold is not None:
         pieces.append(clip_by_block_rms(clipping_threshold))
     if step_size is not None:
-        pieces.append(optax.scale_by_learning_rate(step_size, flip_sign=False))
+        pieces.append(transform.scale_by_learning_rate(step_size, flip_sign=False))
     if multiply_by_parameter_scale:
         pieces.append(optax.scale_by_param_block_rms(eps_scale))
     if momentum is not None:

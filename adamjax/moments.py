@@ -266,6 +266,12 @@ def update_infinity_norm(g: jax.Array, u: jax.Array, b2: Any, eps_in_max: Any) -
     return jnp.maximum(_as_rate(b2, dtype) * u.astype(dtype), magnitude + eps_in_max)
 
 
+def infinity_norm_direction(m_hat: jax.Array, u: jax.Array, eps: Any) -> jax.Array:
+    r"""Returns Adamax's direction :math:`\hat m_t / (u_t + \epsilon)` (``eps`` is 0 when it sits
+    inside the max, see :func:`update_infinity_norm`)."""
+    return m_hat / (u + eps)
+
+
 def precondition(m_hat: jax.Array, v_hat: jax.Array, eps_t: Any, eps_root_t: Any) -> jax.Array:
     r"""Returns the Adam direction :math:`\hat m / (\sqrt{\hat v + \epsilon_{root}} + \epsilon)`."""
     return m_hat / (jnp.sqrt(v_hat + eps_root_t) + eps_t)
@@ -289,3 +295,83 @@ def direction(
     """
     eps_t, eps_root_t = effective_eps(eps, eps_root, b2, v_hat.dtype, eps_mode)
     return precondition(m_hat, v_hat, eps_t, eps_root_t)
+
+
+class StepScalars(NamedTuple):
+    r"""The scalars with which the latest update turned its stored moments into estimates.
+
+    Adam-family states keep them (0-d, real, in the params' scalar dtype) so that
+    :mod:`adamjax.diagnostics` can rebuild :math:`\hat m`, :math:`\hat v` and the denominator from
+    the stored moments with the functions the update itself used, without knowing the
+    hyperparameters: schedules, ``optax.inject_hyperparams`` values and ``eps_mode`` are already
+    resolved in them. Keeping them costs a few scalar operations per step and no array traffic.
+
+    Attributes:
+      m_correction: :math:`c_{1,t} = 1 - \prod_{i \le t}\beta_{1,i}`, so
+        :math:`\hat m_t = m_t / c_{1,t}`.
+      v_correction: :math:`c_{2,t}`, so :math:`\hat v_t = v_t / c_{2,t}` (1 for a statistic that
+        needs no correction, such as Adamax's infinity norm).
+      eps: :math:`\epsilon_t`, placed in the paper form (see :func:`effective_eps`).
+      eps_root: :math:`\epsilon_{root,t}`, likewise.
+      max_correction: for a running maximum of the second moment, the divisor that turns the
+        stored maximum into the :math:`\hat v` the update used: :math:`c_{2,t}` for a maximum of
+        the raw :math:`v`, 1 for a maximum of :math:`\hat v`. ``None`` without a maximum.
+    """
+
+    m_correction: jax.Array
+    v_correction: jax.Array
+    eps: jax.Array
+    eps_root: jax.Array
+    max_correction: jax.Array | None = None
+
+
+def initial_step_scalars(dtype: Any, *, with_max: bool = False) -> StepScalars:
+    """Returns the :class:`StepScalars` a state holds before its first update (corrections 1, eps
+    0): a placeholder with the right structure and dtypes, not a meaningful value."""
+    one, zero = jnp.ones([], dtype), jnp.zeros([], dtype)
+    return StepScalars(one, one, zero, zero, one if with_max else None)
+
+
+def record_step(
+    m_correction: Any,
+    b2: StepDecay | None,
+    eps: Any,
+    eps_root: Any,
+    eps_mode: str,
+    dtype: Any,
+    *,
+    max_correction: Any | None = None,
+) -> StepScalars:
+    r"""Returns the :class:`StepScalars` of a step, in ``dtype``.
+
+    Args:
+      m_correction: :math:`c_{1,t}`, as the update computed it.
+      b2: the step's :math:`\beta_2` (its correction is :math:`c_{2,t}`); ``None`` for a
+        statistic without bias correction.
+      eps, eps_root, eps_mode: as passed to :func:`direction`; they are resolved here with
+        :func:`effective_eps`, exactly as the update resolves them.
+      dtype: the real dtype the scalars are kept in.
+      max_correction: see :attr:`StepScalars.max_correction`.
+    """
+    if b2 is None:
+        v_correction, eps_t, eps_root_t = 1, eps, eps_root
+    else:
+        v_correction = b2.bias_correction(dtype)
+        eps_t, eps_root_t = effective_eps(eps, eps_root, b2, dtype, eps_mode)
+
+    def cast(x: Any) -> jax.Array:
+        return jnp.real(jnp.asarray(x)).astype(dtype)
+
+    maximum = None if max_correction is None else cast(max_correction)
+    return StepScalars(
+        cast(m_correction), cast(v_correction), cast(eps_t), cast(eps_root_t), maximum
+    )
+
+
+def inverse_denominator(v_hat: jax.Array, scalars: StepScalars) -> jax.Array:
+    r"""Returns :math:`1/(\sqrt{\hat v + \epsilon_{root,t}} + \epsilon_t)`, the factor by which
+    Adam's update multiplies :math:`\hat m` (``precondition`` of a first moment of ones)."""
+    dtype = v_hat.dtype
+    return precondition(
+        jnp.ones([], dtype), v_hat, scalars.eps.astype(dtype), scalars.eps_root.astype(dtype)
+    )

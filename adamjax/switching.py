@@ -138,6 +138,13 @@ class ScaleBySwatsState(NamedTuple):
       b1_correction: when ``b1`` is a schedule, :math:`1 - \prod_{i \le k}\beta_{1,i}`; else
         ``None``.
       b2_correction: the same for ``b2``.
+      learning_rate: scalar, the learning rate :math:`\alpha_k` of the latest step (0 before the
+        first).
+      sgd_step_size: shaped like ``sgd_rate``, the step size the SGD phase applies to the
+        momentum after the latest step: :math:`\Lambda`, times :math:`\alpha_k/\alpha_{k^*}` with
+        ``sgd_schedule="relative"``; 0 before the switch.
+      last_step: the :class:`~adamjax.moments.StepScalars` of the latest Adam-phase computation
+        (bias corrections and placed eps), for diagnostics.
     """
 
     count: jax.Array
@@ -151,6 +158,9 @@ class ScaleBySwatsState(NamedTuple):
     switch_learning_rate: Any
     b1_correction: jax.Array | None = None
     b2_correction: jax.Array | None = None
+    learning_rate: jax.Array | None = None
+    sgd_step_size: Any = None
+    last_step: moments.StepScalars | None = None
 
 
 class _Switch(NamedTuple):
@@ -311,7 +321,15 @@ def scale_by_swats(
             switch_learning_rate=fields(0, dtype),
             b1_correction=moments.init_correction(b1, dtype),
             b2_correction=moments.init_correction(b2, dtype),
+            learning_rate=jnp.zeros([], dtype),
+            sgd_step_size=fields(0, dtype),
+            last_step=moments.initial_step_scalars(dtype),
         )
+
+    def sgd_step_size(sgd_rate: jax.Array, switch_lr: jax.Array, lr: Any) -> jax.Array:
+        if sgd_schedule != "relative":
+            return sgd_rate
+        return sgd_rate * (lr / jnp.where(switch_lr == 0, 1, switch_lr))
 
     def update_fn(updates, state, params=None):
         del params
@@ -378,9 +396,7 @@ def scale_by_swats(
             in_sgd = phase == PHASE_SGD
             buf_t = d1.rate * buf.astype(g.dtype) + g
             direction = g + d1.rate * buf_t if nesterov else buf_t
-            rate = sgd_rate
-            if sgd_schedule == "relative":
-                rate = rate * (lr / jnp.where(switch_lr == 0, 1, switch_lr))
+            rate = sgd_step_size(sgd_rate, switch_lr, lr)
             u = jnp.where(in_sgd, (1 - d1.rate) * rate * direction, u_adam)
             return (
                 u.astype(g_raw.dtype),
@@ -404,8 +420,25 @@ def scale_by_swats(
             per_leaf.sgd_rate,
             per_leaf.switch_learning_rate,
         )
+        dtype = state.learning_rate.dtype
+        lr_t = jnp.real(jnp.asarray(lr)).astype(dtype)
+        step_sizes = jax.tree.map(
+            lambda rate, switch_lr: sgd_step_size(rate, switch_lr, lr_t).astype(dtype),
+            new.sgd_rate,
+            new.switch_learning_rate,
+        )
+        last = transform._record(d1, d2, eps, 0.0, eps_mode, state)
         return updates, ScaleBySwatsState(
-            d1.count, mu, nu, momentum, *new, d1.correction, d2.correction
+            d1.count,
+            mu,
+            nu,
+            momentum,
+            *new,
+            d1.correction,
+            d2.correction,
+            lr_t,
+            step_sizes,
+            last,
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

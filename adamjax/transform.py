@@ -29,6 +29,8 @@ class ScaleByAdamState(NamedTuple):
       b1_correction: when ``b1`` is a schedule, the running bias correction
         :math:`1 - \prod_{i \le t}\beta_{1,i}` (a scalar); ``None`` for a constant ``b1``.
       b2_correction: the same for ``b2``.
+      last_step: the :class:`~adamjax.moments.StepScalars` of the latest update (bias corrections
+        and the placed eps), which diagnostics read; placeholders before the first update.
     """
 
     count: jax.Array
@@ -36,6 +38,7 @@ class ScaleByAdamState(NamedTuple):
     nu: optax.Updates
     b1_correction: jax.Array | None = None
     b2_correction: jax.Array | None = None
+    last_step: moments.StepScalars | None = None
 
 
 class ScaleByAmsgradState(NamedTuple):
@@ -49,6 +52,8 @@ class ScaleByAmsgradState(NamedTuple):
         the bias-corrected :math:`\hat v_t` when ``max_of="corrected"``.
       b1_correction: see :class:`ScaleByAdamState`.
       b2_correction: see :class:`ScaleByAdamState`.
+      last_step: see :class:`ScaleByAdamState`; its ``max_correction`` says which convention
+        ``nu_max`` is in.
     """
 
     count: jax.Array
@@ -57,6 +62,7 @@ class ScaleByAmsgradState(NamedTuple):
     nu_max: optax.Updates
     b1_correction: jax.Array | None = None
     b2_correction: jax.Array | None = None
+    last_step: moments.StepScalars | None = None
 
 
 class AddDecayedWeightsState(NamedTuple):
@@ -81,6 +87,7 @@ def _init_adam_state(
         _tree.zeros_moment(params, mu_dtype, real=False),
         _tree.zeros_moment(params, nu_dtype, real=True),
         *_init_corrections(params, b1, b2),
+        moments.initial_step_scalars(_tree.scalar_dtype(params)),
     )
 
 
@@ -92,6 +99,28 @@ def _step_decays(
     d2 = moments.step_decay(b2, state.count, state.b2_correction)
     ahead = moments.step_decay(b1, d1.count, d1.correction) if nesterov else None
     return d1, d2, ahead
+
+
+def _record(
+    d1: moments.StepDecay,
+    d2: moments.StepDecay | None,
+    eps: Any,
+    eps_root: Any,
+    eps_mode: str,
+    state: Any,
+    max_correction: Any | None = None,
+) -> moments.StepScalars:
+    """Returns the step's :class:`~adamjax.moments.StepScalars`, in the dtype the state keeps."""
+    dtype = state.last_step.m_correction.dtype
+    return moments.record_step(
+        d1.bias_correction(dtype),
+        d2,
+        eps,
+        eps_root,
+        eps_mode,
+        dtype,
+        max_correction=max_correction,
+    )
 
 
 def scale_by_adam(
@@ -165,7 +194,8 @@ def scale_by_adam(
             return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
 
         updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
-        return updates, ScaleByAdamState(d1.count, mu, nu, d1.correction, d2.correction)
+        last = _record(d1, d2, eps, eps_root, eps_mode, state)
+        return updates, ScaleByAdamState(d1.count, mu, nu, d1.correction, d2.correction, last)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -235,6 +265,7 @@ def scale_by_amsgrad(
             _tree.zeros_moment(params, nu_dtype, real=True),
             _tree.zeros_moment(params, nu_dtype, real=True),
             *_init_corrections(params, b1, b2),
+            moments.initial_step_scalars(_tree.scalar_dtype(params), with_max=True),
         )
 
     def update_fn(updates, state, params=None):
@@ -262,7 +293,12 @@ def scale_by_amsgrad(
         updates, mu, nu, nu_max = _tree.map_unzip(
             leaf, 4, updates, state.mu, state.nu, state.nu_max
         )
-        return updates, ScaleByAmsgradState(d1.count, mu, nu, nu_max, d1.correction, d2.correction)
+        dtype = state.last_step.m_correction.dtype
+        max_correction = d2.bias_correction(dtype) if max_of == "raw" else 1
+        last = _record(d1, d2, eps, eps_root, eps_mode, state, max_correction)
+        return updates, ScaleByAmsgradState(
+            d1.count, mu, nu, nu_max, d1.correction, d2.correction, last
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -341,9 +377,13 @@ class ScaleByNadamState(NamedTuple):
       momentum_correction: :math:`1 - \prod_{i \le t}\mu_i` for Dozat's momentum schedule (a
         scalar). ``torch.optim.NAdam`` keeps the product itself, ``mu_product``; this is one minus
         it, kept in that form so it does not lose digits to cancellation.
-      b1_correction: unused by NAdam's estimate; ``None`` (kept for a uniform state layout).
+      b1_correction: when ``b1`` is a schedule, :math:`1 - \prod_{i \le t}\beta_{1,i}`, the bias
+        correction of the moving average :math:`m_t` (the estimate uses the momentum schedule's
+        instead; this one is kept for diagnostics); else ``None``.
       b2_correction: when ``b2`` is a schedule, :math:`1 - \prod_{i \le t}\beta_{2,i}`; else
         ``None``.
+      last_step: see :class:`ScaleByAdamState`; its ``m_correction`` is the moving average's
+        :math:`1 - \prod\beta_1`.
     """
 
     count: jax.Array
@@ -352,6 +392,7 @@ class ScaleByNadamState(NamedTuple):
     momentum_correction: jax.Array
     b1_correction: jax.Array | None = None
     b2_correction: jax.Array | None = None
+    last_step: moments.StepScalars | None = None
 
 
 def nadam_momentum(b1: Any, momentum_decay: float, dtype: Any) -> optax.Schedule:
@@ -432,8 +473,8 @@ def scale_by_nadam(
             _tree.zeros_moment(params, mu_dtype, real=False),
             _tree.zeros_moment(params, nu_dtype, real=True),
             jnp.zeros([], dtype),
-            None,
-            moments.init_correction(b2, dtype),
+            *_init_corrections(params, b1, b2),
+            moments.initial_step_scalars(dtype),
         )
 
     def update_fn(updates, state, params=None):
@@ -442,18 +483,20 @@ def scale_by_nadam(
         schedule = nadam_momentum(b1, momentum_decay, state.momentum_correction.dtype)
         mu_t = moments.step_decay(schedule, state.count, state.momentum_correction)
         mu_next = moments.step_decay(schedule, mu_t.count, mu_t.correction)
-        b1_t = moments.rate_at(b1, state.count)
-        d2 = moments.step_decay(b2, state.count, state.b2_correction)
+        d1, d2, _ = _step_decays(b1, b2, state, False)
 
         def leaf(g, m, nu):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, b1_t, d2.rate)
+            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
             v_hat = v_t / d2.bias_correction(v_t.dtype)
             m_bar = moments.first_moment_estimate(m_t, g_c, mu_t, mu_next)
             u = moments.direction(m_bar, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
 
         updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
-        return updates, ScaleByNadamState(mu_t.count, mu, nu, mu_t.correction, None, d2.correction)
+        last = _record(d1, d2, eps, eps_root, eps_mode, state)
+        return updates, ScaleByNadamState(
+            mu_t.count, mu, nu, mu_t.correction, d1.correction, d2.correction, last
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -467,12 +510,16 @@ class ScaleByAdamaxState(NamedTuple):
       nu: the exponentially weighted infinity norm :math:`u_t`, real, in ``nu_dtype``.
       b1_correction: when ``b1`` is a schedule, :math:`1 - \prod_{i \le t}\beta_{1,i}`; else
         ``None``.
+      last_step: the :class:`~adamjax.moments.StepScalars` of the latest update: ``m_correction``
+        and, as ``eps``, the eps added to :math:`u_t` in the denominator (0 with
+        ``eps_mode="max"``); ``v_correction`` is 1.
     """
 
     count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
     b1_correction: jax.Array | None = None
+    last_step: moments.StepScalars | None = None
 
 
 ADAMAX_EPS_MODES: tuple[str, ...] = ("max", "denominator")
@@ -535,6 +582,7 @@ def scale_by_adamax(
             _tree.zeros_moment(params, mu_dtype, real=False),
             _tree.zeros_moment(params, nu_dtype, real=True),
             moments.init_correction(b1, _tree.scalar_dtype(params)),
+            moments.initial_step_scalars(_tree.scalar_dtype(params)),
         )
 
     def update_fn(updates, state, params=None):
@@ -547,13 +595,38 @@ def scale_by_adamax(
             # The first moment is Adam's; the second moment is replaced by the infinity norm.
             g_c, m_t = moments.update_first_moment(g, m, d1.rate, nu.dtype)
             u_t = moments.update_infinity_norm(g_c, nu, b2_t, eps_in_max)
-            u = moments.first_moment_estimate(m_t, g_c, d1) / (u_t + eps_outside)
+            m_hat = moments.first_moment_estimate(m_t, g_c, d1)
+            u = moments.infinity_norm_direction(m_hat, u_t, eps_outside)
             return u.astype(g.dtype), m_t.astype(m.dtype), u_t.astype(nu.dtype)
 
         updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
-        return updates, ScaleByAdamaxState(d1.count, mu, nu, d1.correction)
+        last = _record(d1, None, eps_outside, 0.0, "paper", state)
+        return updates, ScaleByAdamaxState(d1.count, mu, nu, d1.correction, last)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class ScaleByRadamState(NamedTuple):
+    r"""State of :func:`scale_by_radam`: :class:`ScaleByAdamState`'s fields and the rectification.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      mu: first moment :math:`m_t`, in ``mu_dtype``.
+      nu: raw second moment :math:`v_t`, real, in ``nu_dtype``.
+      b1_correction: see :class:`ScaleByAdamState`.
+      b2_correction: always ``None`` (``b2`` must be a constant).
+      last_step: see :class:`ScaleByAdamState`.
+      rectification: scalar, :math:`r_t` of the latest update when it took the adaptive step,
+        0 when it took the momentum-SGD step (and before the first update).
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    b1_correction: jax.Array | None = None
+    b2_correction: jax.Array | None = None
+    last_step: moments.StepScalars | None = None
+    rectification: jax.Array | None = None
 
 
 def radam_rectification(b2: float, count: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array]:
@@ -622,7 +695,7 @@ def scale_by_radam(
       nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAdamState`.
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByRadamState`.
 
     References:
       Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020.
@@ -636,13 +709,16 @@ def scale_by_radam(
     v.check_moment_hyperparams(fn, b1, b2, eps, eps_root, eps_mode, mu_dtype, nu_dtype)
     check_radam(fn, b2, threshold)
 
-    def init_fn(params: optax.Params) -> ScaleByAdamState:
-        return _init_adam_state(fn, params, b1, b2, mu_dtype, nu_dtype)
+    def init_fn(params: optax.Params) -> ScaleByRadamState:
+        adam_state = _init_adam_state(fn, params, b1, b2, mu_dtype, nu_dtype)
+        return ScaleByRadamState(*adam_state, jnp.zeros([], _tree.scalar_dtype(params)))
 
     def update_fn(updates, state, params=None):
         del params
         v.check_tree_match(fn, updates, state.mu)
         d1, d2, _ = _step_decays(b1, b2, state, False)
+        dtype = state.rectification.dtype
+        rho, rectification = radam_rectification(b2, d2.count, dtype)
 
         def leaf(g, m, nu):
             g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
@@ -656,7 +732,11 @@ def scale_by_radam(
             return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
 
         updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
-        return updates, ScaleByAdamState(d1.count, mu, nu, d1.correction, d2.correction)
+        last = _record(d1, d2, eps, eps_root, eps_mode, state)
+        taken = jnp.where(rho > threshold, rectification, 0).astype(dtype)
+        return updates, ScaleByRadamState(
+            d1.count, mu, nu, d1.correction, d2.correction, last, taken
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -673,3 +753,67 @@ def check_radam(fn: str, b2: Any, threshold: Any) -> None:
             f"{fn}: threshold must be a finite number in [4, inf), got {threshold!r}; the "
             "rectification term is undefined for rho_t <= 4."
         )
+
+
+class ScaleByLearningRateState(NamedTuple):
+    """State of :func:`scale_by_learning_rate`.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      learning_rate: scalar, the learning rate :math:`\alpha_t` of the latest update, unsigned
+        (0 before the first); diagnostics read it to turn Adam's preconditioner into effective
+        learning rates.
+    """
+
+    count: jax.Array
+    learning_rate: jax.Array
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
+) -> optax.GradientTransformationExtraArgs:
+    r"""Multiplies updates by :math:`-\alpha_t` (or :math:`\alpha_t`) and records :math:`\alpha_t`.
+
+    The same updates as ``optax.scale_by_learning_rate``: a Python number multiplies weakly typed,
+    an array or a schedule's value is cast to each update's dtype first. The only difference is
+    the state, which keeps the step's learning rate so that :func:`adamjax.with_diagnostics` can
+    report effective per-parameter learning rates. Every adamjax alias uses this piece.
+
+    Args:
+      learning_rate: :math:`\alpha`, a finite number >= 0, a jax array or an optax schedule of the
+        0-based step count.
+      flip_sign: multiply by :math:`-\alpha_t` (descent, the default) rather than
+        :math:`\alpha_t`.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByLearningRateState`.
+
+    Example:
+      >>> tx = optax.chain(adamjax.scale_by_adam(), adamjax.scale_by_learning_rate(1e-3))
+      >>> updates, state = tx.update(grads, tx.init(params))
+      >>> state[1].learning_rate  # 1e-3
+    """
+    fn = "scale_by_learning_rate"
+    v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
+    v.check_bool(fn, "flip_sign", flip_sign)
+    sign = -1 if flip_sign else 1
+
+    def init_fn(params: optax.Params) -> ScaleByLearningRateState:
+        return ScaleByLearningRateState(
+            jnp.zeros([], jnp.int32), jnp.zeros([], _tree.scalar_dtype(params))
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        dtype = state.learning_rate.dtype
+        if callable(learning_rate):
+            rate = learning_rate(state.count)
+            updates = jax.tree.map(lambda g: jnp.array(sign * rate, dtype=g.dtype) * g, updates)
+        else:
+            # Cast back: an array learning rate must not promote bfloat16 updates to float32.
+            updates = jax.tree.map(lambda g: ((sign * learning_rate) * g).astype(g.dtype), updates)
+            rate = learning_rate
+        recorded = jnp.real(jnp.asarray(rate)).astype(dtype)
+        return updates, ScaleByLearningRateState(optax.safe_increment(state.count), recorded)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

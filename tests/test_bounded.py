@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from adamjax import diagnostics, with_diagnostics
 from adamjax.bounded import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
 
 from helpers import max_rel_err, run_forced
@@ -121,13 +122,15 @@ def run_case(case: str):
     with jax.enable_x64(True):
         params, grad_fn = noisy_problem()
         ref = AdaBoundReference(**options)
-        ours, state, theirs = run_forced(make_tx(), ref.step, params, grad_fn, STEPS)
-        return params, jax.tree.map(np.asarray, (ours, adabound_state(state))), theirs, ref
+        tx = with_diagnostics(make_tx(), per_leaf=True)
+        ours, state, theirs = run_forced(tx, ref.step, params, grad_fn, STEPS)
+        found = adabound_state(state.inner_state)
+        return params, jax.tree.map(np.asarray, (ours, found, diagnostics(state))), theirs, ref
 
 
 @pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
 def test_matches_float64_reference_over_300_steps(case):
-    params, (ours, state), theirs, ref = run_case(case)
+    params, (ours, state, metrics), theirs, ref = run_case(case)
     assert all(leaf.dtype == np.float64 for leaf in jax.tree.leaves(ours))
     assert max_rel_err(ours, theirs) <= 1e-10
     assert max_rel_err(state.mu, ref.m) <= 1e-10
@@ -138,9 +141,10 @@ def test_matches_float64_reference_over_300_steps(case):
         assert state.nu_max is None
     assert int(state.count) == STEPS
     assert max_rel_err((state.lower_bound, state.upper_bound), (ref.lower, ref.upper)) <= 1e-12
+    # The diagnostics' clipped fractions, per leaf, count what the reference clipped.
     for name, (low, high, size) in ref.clipped.items():
-        assert float(state.frac_clipped_lower[name]) == pytest.approx(low / size)
-        assert float(state.frac_clipped_upper[name]) == pytest.approx(high / size)
+        assert metrics[f"leaf/{name}/adabound/lower_clipped_fraction"] == pytest.approx(low / size)
+        assert metrics[f"leaf/{name}/adabound/upper_clipped_fraction"] == pytest.approx(high / size)
     assert max_rel_err(ours, params) > 1e-2
 
 
@@ -166,7 +170,7 @@ def test_wrong_conventions_miss_the_reference(variant):
 
 def test_bounds_follow_the_learning_rate_schedule():
     """final_lr is scaled by lr_t / lr_0: the bounds move with the warmup and the cosine."""
-    _, (_, state), _, _ = run_case("warmup_cosine_weight_decay")
+    _, (_, state, _), _, _ = run_case("warmup_cosine_weight_decay")
     options = REFERENCE_CASES["warmup_cosine_weight_decay"][1]
     with jax.enable_x64(True):
         lr = values_of(WARMUP_COSINE)
@@ -214,11 +218,11 @@ def golden_tx(g: dict) -> optax.GradientTransformation:
 
 
 @functools.cache
-def replay_adamjax_all() -> dict[str, tuple[dict, ScaleByAdaBoundState]]:
+def replay_adamjax_all() -> dict[str, tuple[dict, ScaleByAdaBoundState, dict]]:
     """Replays every golden case closed-loop, all in one jitted function (one compilation).
 
-    Returns, per case, the params and the AdaBound state after every step, stacked on a leading
-    axis, as NumPy arrays.
+    Returns, per case, the params, the AdaBound state and the diagnostics after every step,
+    stacked on a leading axis, as NumPy arrays.
     """
     with jax.enable_x64(True):
         cases = {name: load(name) for name in GOLDEN_CASES}
@@ -226,14 +230,15 @@ def replay_adamjax_all() -> dict[str, tuple[dict, ScaleByAdaBoundState]]:
         def replay(g: dict):
             leaves = [str(k) for k in g["leaves"]]
             h, c = ({k: g[f"{f}__{k}"] for k in leaves} for f in ("h", "c"))
-            tx = golden_tx(g)
+            tx = with_diagnostics(golden_tx(g), per_leaf=True)
 
             def body(carry, noise):
                 params, state = carry
                 grads = {k: h[k] * (params[k] - c[k]) + noise[k] for k in leaves}
                 updates, state = tx.update(grads, state, params)
                 params = optax.apply_updates(params, updates)
-                return (params, state), (params, adabound_state(state))
+                found = adabound_state(state.inner_state)
+                return (params, state), (params, found, diagnostics(state))
 
             params = {k: jnp.asarray(g[f"p0__{k}"]) for k in leaves}
             noise = {k: g[f"noise__{k}"] for k in leaves}
@@ -280,7 +285,7 @@ def golden_errors(g: dict, trajectory: list[dict], fields=None) -> dict[str, lis
 @pytest.mark.parametrize("name", GOLDEN_CASES)
 def test_matches_golden_trajectory_of_the_authors_package(name):
     g = load(name)
-    params, state = replay_adamjax_all()[name]
+    params, state, _ = replay_adamjax_all()[name]
     slots = {"param": params, "mu": state.mu, "nu": state.nu, "nu_max": state.nu_max}
     # Row k of the stacked arrays holds the state after k + 1 steps.
     trajectory = [
@@ -331,10 +336,14 @@ def test_bounds_bind_on_the_golden_problem(name):
     """Entries are clipped at each bound at most steps, and some are left alone: the parity above
     covers the Adam step and both bounds. The recorded bounds follow the LambdaLR schedule."""
     g = load(name)
-    _, state = replay_adamjax_all()[name]
+    _, state, metrics = replay_adamjax_all()[name]
     sizes = {str(k): g[f"p0__{k}"].size for k in g["leaves"]}
-    lower = sum(state.frac_clipped_lower[k] * n for k, n in sizes.items())
-    upper = sum(state.frac_clipped_upper[k] * n for k, n in sizes.items())
+    lower = sum(metrics[f"leaf/{k}/adabound/lower_clipped_fraction"] * n for k, n in sizes.items())
+    upper = sum(metrics[f"leaf/{k}/adabound/upper_clipped_fraction"] * n for k, n in sizes.items())
+    # The pooled fractions are the entry-weighted means of the per-leaf ones.
+    total = sum(sizes.values())
+    np.testing.assert_allclose(metrics["adabound/lower_clipped_fraction"] * total, lower, atol=1e-9)
+    np.testing.assert_allclose(metrics["adabound/upper_clipped_fraction"] * total, upper, atol=1e-9)
     assert (lower > 0).sum() > 100 and (upper > 0).sum() > 100
     # AMSBound's maximum keeps every entry clipped after the first dozen steps.
     assert (lower + upper < sum(sizes.values())).sum() >= 10
@@ -378,15 +387,17 @@ def test_long_runs_become_sgd_with_momentum_at_final_lr():
         updates, state = tx.update(g, state)
         return state, updates
 
+    tx = with_diagnostics(tx, per_leaf=True)
     state, updates = jax.jit(lambda s: jax.lax.scan(body, s, grads))(tx.init(params))
+    metrics, state = diagnostics(state), state.inner_state
     slack = final / (gamma * steps)
     assert float(state.lower_bound) == pytest.approx(final, abs=slack)
     assert float(state.upper_bound) == pytest.approx(final, abs=slack)
     for k in params:
         np.testing.assert_allclose(updates[k][-1], final * state.mu[k], rtol=1.01 * slack / final)
         # lr=1e-3 is far below the bound: Adam's step is lifted to it everywhere.
-        assert float(state.frac_clipped_lower[k]) == 1.0
-        assert float(state.frac_clipped_upper[k]) == 0.0
+        assert float(metrics[f"leaf/{k}/adabound/lower_clipped_fraction"]) == 1.0
+        assert float(metrics[f"leaf/{k}/adabound/upper_clipped_fraction"]) == 0.0
 
 
 # Validation ----------------------------------------------------------------------------------

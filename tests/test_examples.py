@@ -68,3 +68,19 @@ def test_mlp_digits_load_data(mlp_digits: ModuleType) -> None:
         np.testing.assert_array_equal(a, b)
     other_x_test = mlp_digits.load_data(test_size=0.2, seed=1)[1]
     assert not np.array_equal(x_test, other_x_test)
+
+
+def test_diagnostics_example_writes_figures_and_metrics(tmp_path: Path) -> None:
+    diagnostics = _load_example("diagnostics")
+    results = diagnostics.main(["--quick", "--out", str(tmp_path)])
+
+    assert set(results) == {"adam", "amsgrad"}
+    for name, final in results.items():
+        png = (tmp_path / f"diagnostics_{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert final["test_accuracy"] > 0.8, final
+        assert final["steps"] == 3 * (1437 // 64)
+    # AMSGrad's maximum takes over for part of the entries within three epochs.
+    assert 0 < results["amsgrad"]["final_amsgrad_active_fraction"] < 1
+    saved = __import__("json").loads((tmp_path / "metrics.json").read_text())
+    assert saved == results

@@ -281,9 +281,9 @@ def test_state_memory_is_rows_plus_columns():
     factored = state[0]
     assert factored.v_row["w"].shape == (rows,) and factored.v_col["w"].shape == (cols,)
     assert factored.v["w"].shape == (1,)
-    # 20 bytes besides the statistics: three int32 counts (factored, clipping, relative step),
-    # the (1,) placeholder for v and the scalar clipping factor.
-    assert total == (rows + cols) * 4 + 20
+    # 24 bytes besides the statistics: three int32 counts (factored, clipping, learning rate),
+    # the recorded learning rate, the (1,) placeholder for v and the scalar clipping factor.
+    assert total == (rows + cols) * 4 + 24
     assert total < 0.01 * rows * cols * 4
     # Momentum is the one full-size buffer, and only when asked for.
     with_momentum, _ = state_bytes(adafactor(momentum=0.9), params)

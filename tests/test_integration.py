@@ -490,8 +490,13 @@ def test_init_on_abstract_values_gives_state_shapes_and_dtypes(name):
     assert moments.count.shape == () and moments.count.dtype == jnp.int32
     assert moments.mu["w"].shape == (4, 3) and moments.mu["w"].dtype == jnp.bfloat16
     assert moments.nu["w"].dtype == jnp.float32 and moments.nu["h"].dtype == jnp.float16
-    counts = [leaf for leaf in jax.tree.leaves(via_eval_shape) if leaf.shape == ()]
-    assert counts and all(c.dtype == jnp.int32 for c in counts)
+    # Every step count is int32; the recorded per-step scalars (bias corrections, eps, the
+    # learning rate) are float32, the scalar dtype of these params.
+    scalars = jax.tree_util.tree_flatten_with_path(via_eval_shape)[0]
+    scalars = [(jax.tree_util.keystr(path), x) for path, x in scalars if x.shape == ()]
+    counts = [x for path, x in scalars if path.endswith(".count")]
+    assert len(counts) >= 2 and all(c.dtype == jnp.int32 for c in counts)
+    assert all(x.dtype == jnp.float32 for path, x in scalars if not path.endswith(".count"))
 
 
 # 9. Edge cases --------------------------------------------------------------------------------

@@ -1,0 +1,672 @@
+r"""Diagnostics computed inside the jitted step: :func:`with_diagnostics` and :func:`diagnostics`.
+
+:func:`with_diagnostics` wraps any optax or adamjax transformation. After each inner update it
+reduces the gradients, the updates, the params and the Adam-family states it finds inside the
+inner state to a flat ``dict`` of scalars, which it keeps in its own state; :func:`diagnostics`
+reads that dict back, inside or outside ``jit``. There are no host callbacks: the metrics are
+ordinary outputs of the compiled step, and a step built without the wrapper computes none of them.
+
+The pieces expose what is needed through their states (moments, the
+:class:`~adamjax.moments.StepScalars` of the latest update, bounds, phases, clipping factors);
+the views below turn a state into :math:`\hat m`, :math:`\hat v` and per-entry step sizes with
+the same functions the pieces' updates call, so no formula is written twice.
+
+Metric definitions
+------------------
+
+For the gradients :math:`g` passed to ``update``, the updates :math:`u` it returns and the params
+:math:`\theta` passed to it (the values *before* the step), over all :math:`N` entries of the tree:
+
+* ``step``: the number of updates applied, this one included (int32).
+* ``grad_norm``: :math:`\lVert g\rVert_2 = (\sum_i |g_i|^2)^{1/2}`; ``update_norm``:
+  :math:`\lVert u\rVert_2`; ``param_norm``: :math:`\lVert\theta\rVert_2` (NaN when ``update`` got
+  no params).
+* ``update_param_ratio``: ``update_norm / param_norm`` (IEEE division: ``inf`` for zero params).
+* ``nonfinite_grad_fraction``: the fraction of gradient entries that are NaN or infinite (a
+  complex entry counts when either part is).
+
+For the Adam-family states found in the inner state (every adamjax moment piece, AdaBound, SWATS
+and Adafactor's factored statistics), pooled over all their entries. With :math:`c_1, c_2` the
+bias corrections and :math:`\epsilon_t, \epsilon_{root,t}` the eps of the latest update as
+recorded in the state (:class:`~adamjax.moments.StepScalars`; the :math:`\hat\epsilon` form is
+already resolved there), :math:`\hat m = m/c_1` and :math:`\hat v = v/c_2` (AMSGrad: the running
+maximum, corrected as its ``max_of`` convention requires; Adamax: the infinity norm
+:math:`u_t`, uncorrected; Adafactor: :math:`r_t c_t/\operatorname{mean}(r_t)`):
+
+* ``effective_lr/mean``, ``/min``, ``/max``: of the per-entry effective learning rate
+  :math:`\eta_i = \alpha_t / (\sqrt{\hat v_i + \epsilon_{root,t}} + \epsilon_t)`, the factor by
+  which the step multiplies :math:`\hat m_i`. Variants: Adamax :math:`\alpha_t/(u_i +
+  \epsilon_t)`; RAdam :math:`r_t\eta_i` in its adaptive phase and :math:`\alpha_t` in its SGD
+  phase; AdaBound the clipped step size times :math:`c_1` (its step multiplies the raw
+  :math:`m = c_1\hat m`); SWATS :math:`\eta_i` in the Adam phase and the SGD step size in the SGD
+  phase; Adafactor :math:`\alpha_t/\sqrt{\hat v_i}` (before update clipping and parameter
+  scaling). :math:`\alpha_t` is the learning rate of the latest step, found in the state (see
+  :func:`with_diagnostics`). For a piece whose learning rate is not found, the same statistics of
+  :math:`\eta_i/\alpha_t` are reported as ``preconditioner/mean``, ``/min``, ``/max`` instead.
+* ``effective_lr/histogram`` (with ``histogram_bins``): the fraction of entries in each of
+  ``histogram_bins`` log-spaced bins between ``histogram_range`` (entries below the range count in
+  the first bin, above it in the last, NaN in none); bin :math:`k` holds
+  :math:`e_k \le \eta < e_{k+1}`, with the edges :math:`e` in ``effective_lr/histogram_edges``.
+* ``m_hat/mean_abs``: :math:`\operatorname{mean}|\hat m_i|`; ``v_hat/mean``:
+  :math:`\operatorname{mean}\hat v_i`.
+* ``amsgrad/active_fraction``: the fraction of entries where the running maximum is strictly
+  larger than the current :math:`\hat v` (compared after correction), i.e. where AMSGrad's step
+  differs from Adam's (AMSGrad pieces and AMSBound).
+* ``adabound/lower_clipped_fraction``, ``/upper_clipped_fraction``: the fractions of entries
+  whose unclipped step size lies strictly below the lower or strictly above the upper bound;
+  ``adabound/lower_bound``, ``/upper_bound``: the bounds of the latest step.
+* ``radam/rectification``: :math:`r_t` of the latest step, 0 when it was an SGD step.
+* ``swats/phase``: the fraction of entries in the SGD phase after the step (the phase itself, 0
+  or 1, with ``granularity="global"``); ``swats/switch_step``: the earliest switch step, -1
+  before any switch; ``swats/sgd_rate``: :math:`\Lambda` (with ``granularity="leaf"``, the mean
+  over the entries of switched leaves, 0 before any switch).
+* ``adafactor/clip_factor``: the largest update-clipping divisor
+  :math:`\max(1, \mathrm{RMS}(U)/d)` over the leaves (1: nothing was clipped).
+
+With ``per_leaf=True`` every metric that is defined per leaf is repeated for each leaf as
+``leaf/<path>/<metric>``, where ``<path>`` is the leaf's path in the params joined by ``/``
+(for example ``leaf/layers/0/kernel/grad_norm``).
+
+Reductions run in the compute dtype (at least float32).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from adamjax import _validation as v
+from adamjax import bounded, factored, moments, switching, transform
+
+
+class DiagnosticsState(NamedTuple):
+    """State of :func:`with_diagnostics`.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far.
+      inner_state: the wrapped transformation's state.
+      metrics: ``dict[str, jax.Array]``, the latest step's metrics (zeros before the first
+        update); the keys depend only on the transformation and the wrapper's options.
+    """
+
+    count: jax.Array
+    inner_state: optax.OptState
+    metrics: dict[str, jax.Array]
+
+
+class _View(NamedTuple):
+    """What diagnostics read from one Adam-family state, as trees shaped like the params.
+
+    ``scale`` is the per-entry factor the step applies to :math:`\\hat m`: the effective learning
+    rate divided by the learning rate, or the effective learning rate itself when
+    ``lr_included`` (the piece applies its learning rate). ``fractions`` holds per-entry booleans
+    whose pooled mean is reported; ``scalars`` holds global values, ``leaf_scalars`` per-leaf ones.
+    """
+
+    scale: Any = None
+    lr_included: bool = False
+    m_hat: Any = None
+    v_hat: Any = None
+    fractions: dict[str, Any] | None = None
+    scalars: dict[str, jax.Array] | None = None
+    leaf_scalars: dict[str, Any] | None = None
+
+
+def _real(x: jax.Array) -> jax.Array:
+    """Returns ``x`` in its real compute dtype (at least float32)."""
+    return x.astype(moments.real_dtype(moments.compute_dtype(x.dtype)))
+
+
+def _abs(x: jax.Array) -> jax.Array:
+    return jnp.abs(x.astype(moments.compute_dtype(x.dtype)))
+
+
+def _corrected(tree: Any, correction: jax.Array) -> Any:
+    return jax.tree.map(lambda x: _real(x) / correction.astype(_real(x).dtype), tree)
+
+
+def _first_moment(mu: Any, last: moments.StepScalars) -> Any:
+    return jax.tree.map(lambda m: _abs(m) / last.m_correction.astype(_abs(m).dtype), mu)
+
+
+def _adam_view(state: Any, grads: Any) -> _View:
+    del grads
+    last = state.last_step
+    v_hat = _corrected(state.nu, last.v_correction)
+    scale = jax.tree.map(lambda x: moments.inverse_denominator(x, last), v_hat)
+    return _View(scale, False, _first_moment(state.mu, last), v_hat)
+
+
+def _amsgrad_view(state: transform.ScaleByAmsgradState, grads: Any) -> _View:
+    del grads
+    last = state.last_step
+    v_hat = _corrected(state.nu, last.v_correction)
+    v_max = _corrected(state.nu_max, last.max_correction)
+    scale = jax.tree.map(lambda x: moments.inverse_denominator(x, last), v_max)
+    active = jax.tree.map(jnp.greater, v_max, v_hat)
+    fractions = {"amsgrad/active_fraction": active}
+    return _View(scale, False, _first_moment(state.mu, last), v_max, fractions)
+
+
+def _radam_view(state: transform.ScaleByRadamState, grads: Any) -> _View:
+    adam = _adam_view(state, grads)
+    r = state.rectification
+    scale = jax.tree.map(lambda x: jnp.where(r > 0, r.astype(x.dtype) * x, 1), adam.scale)
+    return adam._replace(scale=scale, scalars={"radam/rectification": r})
+
+
+def _adamax_view(state: transform.ScaleByAdamaxState, grads: Any) -> _View:
+    del grads
+    last = state.last_step
+    u = jax.tree.map(_real, state.nu)
+    ones = jax.tree.map(lambda x: jnp.ones([], x.dtype), u)
+    scale = jax.tree.map(
+        lambda one, x: moments.infinity_norm_direction(one, x, last.eps.astype(x.dtype)), ones, u
+    )
+    return _View(scale, False, _first_moment(state.mu, last), u)
+
+
+def _adabound_view(state: bounded.ScaleByAdaBoundState, grads: Any) -> _View:
+    del grads
+    last = state.last_step
+    v_hat = _corrected(state.nu, last.v_correction)
+    used = state.nu if state.nu_max is None else state.nu_max
+    steps = jax.tree.map(
+        lambda x: bounded.adabound_step_size(state.learning_rate, _real(x), last), used
+    )
+
+    def clipped(step: jax.Array) -> jax.Array:
+        lo, hi = state.lower_bound.astype(step.dtype), state.upper_bound.astype(step.dtype)
+        return jnp.clip(step, lo, hi) * last.m_correction.astype(step.dtype)
+
+    fractions = {
+        "adabound/lower_clipped_fraction": jax.tree.map(
+            lambda s: s < state.lower_bound.astype(s.dtype), steps
+        ),
+        "adabound/upper_clipped_fraction": jax.tree.map(
+            lambda s: s > state.upper_bound.astype(s.dtype), steps
+        ),
+    }
+    estimate = v_hat
+    if state.nu_max is not None:
+        estimate = _corrected(state.nu_max, last.max_correction)
+        fractions["amsgrad/active_fraction"] = jax.tree.map(jnp.greater, estimate, v_hat)
+    scalars = {"adabound/lower_bound": state.lower_bound, "adabound/upper_bound": state.upper_bound}
+    scale = jax.tree.map(clipped, steps)
+    return _View(scale, True, _first_moment(state.mu, last), estimate, fractions, scalars)
+
+
+def _swats_view(state: switching.ScaleBySwatsState, grads: Any) -> _View:
+    adam = _adam_view(state, grads)
+    # granularity="global" keeps one 0-d array per field; "leaf" a tree shaped like the params
+    # (for params that are a single array the two coincide and are treated alike).
+    global_mode = isinstance(state.phase, jax.Array)
+
+    def per_leaf(field: Any) -> Any:
+        return jax.tree.map(lambda _: field, state.mu) if global_mode else field
+
+    phase, switch_step = per_leaf(state.phase), per_leaf(state.switch_step)
+    step_size, sgd_rate = per_leaf(state.sgd_step_size), per_leaf(state.sgd_rate)
+
+    def scale(x, ph, sw, size):
+        # A leaf that switched in this very step still took an Adam step.
+        in_sgd = (ph == switching.PHASE_SGD) & (sw < state.count)
+        return jnp.where(in_sgd, size.astype(x.dtype), state.learning_rate.astype(x.dtype) * x)
+
+    scales = jax.tree.map(scale, adam.scale, phase, switch_step, step_size)
+    in_sgd = jax.tree.map(
+        lambda m, ph: jnp.broadcast_to(ph == switching.PHASE_SGD, jnp.shape(m)), state.mu, phase
+    )
+    if global_mode:
+        scalars = {
+            "swats/switch_step": state.switch_step,
+            "swats/sgd_rate": state.sgd_rate,
+        }
+        leaf_scalars = None
+    else:
+        steps = jax.tree.leaves(state.switch_step)
+        switched = [jnp.where(s >= 0, s, jnp.iinfo(jnp.int32).max) for s in steps]
+        first = jnp.min(jnp.stack(switched))
+        sizes = [m.size for m in jax.tree.leaves(state.mu)]
+        rates = jax.tree.leaves(state.sgd_rate)
+        weight = sum(jnp.where(s >= 0, n, 0) for s, n in zip(steps, sizes, strict=True))
+        total = sum(
+            jnp.where(s >= 0, n * r, 0) for s, n, r in zip(steps, sizes, rates, strict=True)
+        )
+        scalars = {
+            "swats/switch_step": jnp.where(first == jnp.iinfo(jnp.int32).max, -1, first),
+            "swats/sgd_rate": jnp.where(weight > 0, total / jnp.maximum(weight, 1), 0),
+        }
+        leaf_scalars = {
+            "swats/phase": state.phase,
+            "swats/switch_step": state.switch_step,
+            "swats/sgd_rate": sgd_rate,
+        }
+    return adam._replace(
+        scale=scales,
+        lr_included=True,
+        fractions={"swats/phase": in_sgd},
+        scalars=scalars,
+        leaf_scalars=leaf_scalars,
+    )
+
+
+def _factored_view(state: factored.ScaleByFactoredRmsState, grads: Any) -> _View:
+    def leaf(g, v_row, v_col, v_full):
+        if isinstance(v_row, optax.MaskedNode):
+            return None, None
+        shape = jnp.shape(g)
+        axes = factored.factored_axes_of(shape, v_full)
+        if axes is None:
+            full = _real(v_full)
+            return full**-0.5, full
+        row, col = factored.inverse_rms_factors(_real(v_row), _real(v_col), axes)
+        scale = jnp.broadcast_to(row * col, shape)
+        return scale, scale**-2
+
+    pairs = jax.tree.map(
+        leaf,
+        grads,
+        state.v_row,
+        state.v_col,
+        state.v,
+        is_leaf=lambda x: isinstance(x, optax.MaskedNode),
+    )
+    is_pair = lambda x: isinstance(x, tuple) and len(x) == 2  # noqa: E731
+    scale = jax.tree.map(lambda p: p[0], pairs, is_leaf=is_pair)
+    v_hat = jax.tree.map(lambda p: p[1], pairs, is_leaf=is_pair)
+    return _View(scale, False, None, v_hat)
+
+
+def _clip_view(state: factored.ClipByBlockRmsState, grads: Any) -> _View:
+    del grads
+    factors = jax.tree.leaves(state.clip_factor)
+    largest = jnp.max(jnp.stack(factors)) if factors else jnp.ones([], jnp.float32)
+    return _View(
+        scalars={"adafactor/clip_factor": largest},
+        leaf_scalars={"adafactor/clip_factor": state.clip_factor},
+    )
+
+
+_VIEWS: dict[type, Callable[[Any, Any], _View]] = {
+    transform.ScaleByAdamState: _adam_view,
+    transform.ScaleByAmsgradState: _amsgrad_view,
+    transform.ScaleByNadamState: _adam_view,
+    transform.ScaleByRadamState: _radam_view,
+    transform.ScaleByAdamaxState: _adamax_view,
+    bounded.ScaleByAdaBoundState: _adabound_view,
+    switching.ScaleBySwatsState: _swats_view,
+    factored.ScaleByFactoredRmsState: _factored_view,
+    factored.ClipByBlockRmsState: _clip_view,
+}
+
+
+def _is_inject_state(node: Any) -> bool:
+    return isinstance(node, tuple) and hasattr(node, "hyperparams") and hasattr(node, "inner_state")
+
+
+def _find_views(node: Any, lr: Any, found: list[tuple[Any, Any]]) -> None:
+    """Collects ``(state, learning_rate)`` for every state with a view under ``node``.
+
+    The learning rate of a state is the product of the :class:`~adamjax.ScaleByLearningRateState`
+    rates in the innermost ``optax.chain`` around it (adamw's paper scaling chains two), else the
+    ``learning_rate`` hyperparameter of the innermost ``optax.inject_hyperparams`` around it, else
+    ``lr`` as given.
+    """
+    if type(node) in _VIEWS:
+        found.append((node, lr))
+        return
+    if _is_inject_state(node) and "learning_rate" in node.hyperparams:
+        lr = node.hyperparams["learning_rate"]
+    if type(node) is tuple:
+        rates = [s.learning_rate for s in node if isinstance(s, transform.ScaleByLearningRateState)]
+        if rates:
+            lr = math.prod(rates[1:], start=rates[0])
+    if isinstance(node, dict):
+        children = list(node.values())
+    elif isinstance(node, (tuple, list)):
+        children = list(node)
+    else:
+        return
+    for child in children:
+        _find_views(child, lr, found)
+
+
+class _Pool:
+    """Accumulates sums, extrema and counts of metrics under one key prefix."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[tuple[jax.Array, int]]] = {}
+        self.mins: dict[str, list[jax.Array]] = {}
+        self.maxs: dict[str, list[jax.Array]] = {}
+        self.values: dict[str, jax.Array] = {}
+
+    def add_mean(self, key: str, total: jax.Array, count: int) -> None:
+        self.sums.setdefault(key, []).append((total, count))
+
+    def add_extrema(self, key: str, x: jax.Array) -> None:
+        self.mins.setdefault(key, []).append(jnp.min(x))
+        self.maxs.setdefault(key, []).append(jnp.max(x))
+
+    def result(self) -> dict[str, jax.Array]:
+        out = dict(self.values)
+        for key, parts in self.sums.items():
+            total = sum(p[0] for p in parts[1:]) + parts[0][0]
+            # An empty tree has no entries; its mean is reported as NaN, not a division error.
+            count = sum(p[1] for p in parts)
+            out[key] = total / count if count else total * jnp.nan
+        for key, parts in self.mins.items():
+            out[key + "/min"] = jnp.min(jnp.stack(parts))
+        for key, parts in self.maxs.items():
+            out[key + "/max"] = jnp.max(jnp.stack(parts))
+        return out
+
+
+def _path_name(path: tuple) -> str:
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts) or "root"
+
+
+def _leaves_with_names(tree: Any) -> list[tuple[str, Any]]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
+    return [(_path_name(path), x) for path, x in leaves if x is not None]
+
+
+def _sum_squares(x: jax.Array) -> jax.Array:
+    return jnp.sum(moments.squared_magnitude(x.astype(moments.compute_dtype(x.dtype))))
+
+
+def _count_nonfinite(g: jax.Array, sum_squares: jax.Array) -> jax.Array:
+    """Returns the number of NaN or infinite entries of ``g`` (int32).
+
+    Counting is a slow reduction on CPU (as long as the whole update step on a GPT-2-sized tree),
+    so it only runs when the sum of squares, computed anyway for the norm, is not finite: with
+    finite entries only it is finite or overflows to ``inf``, and the exact count then follows.
+    """
+    if not g.size:
+        return jnp.zeros([], jnp.int32)
+    return jax.lax.cond(
+        jnp.isfinite(sum_squares),
+        lambda: jnp.zeros([], jnp.int32),
+        lambda: jnp.sum(~jnp.isfinite(g), dtype=jnp.int32),
+    )
+
+
+def _histogram(x: jax.Array, edges: jax.Array) -> jax.Array:
+    """Counts of ``x`` per bin: bin k holds edges[k] <= x < edges[k+1], the outer bins open."""
+    inner = edges[1:-1].astype(x.dtype)
+    index = jnp.sum(x.reshape(-1, 1) >= inner, axis=1)
+    counts = (
+        jnp.zeros(edges.shape[0] - 1, jnp.int32)
+        .at[index]
+        .add((~jnp.isnan(x.reshape(-1))).astype(jnp.int32))
+    )
+    return counts
+
+
+def _check_options(fn: str, per_leaf: Any, histogram_bins: Any, histogram_range: Any) -> None:
+    v.check_bool(fn, "per_leaf", per_leaf)
+    if histogram_bins is not None:
+        v.check_integer(fn, "histogram_bins", histogram_bins, minimum=1, array_ok=False)
+    try:
+        low, high = (float(x) for x in histogram_range)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{fn}: histogram_range must be a pair of numbers (low, high), got {histogram_range!r}"
+        ) from None
+    if not (0 < low < high < math.inf):
+        raise ValueError(
+            f"{fn}: histogram_range must satisfy 0 < low < high < inf (the bins are log-spaced), "
+            f"got {histogram_range!r}"
+        )
+
+
+def with_diagnostics(
+    tx: optax.GradientTransformation,
+    *,
+    per_leaf: bool = False,
+    histogram_bins: int | None = None,
+    histogram_range: tuple[float, float] = (1e-8, 1.0),
+    learning_rate: transform.ScalarOrSchedule | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Wraps ``tx`` so that its state carries the latest step's diagnostics.
+
+    ``update`` returns exactly ``tx``'s updates; the wrapper only adds reductions, whose results
+    it keeps in :attr:`DiagnosticsState.metrics` (read them with :func:`diagnostics`). Every
+    metric is defined in the :mod:`adamjax.observe` module docstring.
+
+    The Adam-family states are found anywhere in the inner state: inside ``optax.chain``,
+    ``optax.inject_hyperparams``, ``optax.masked``, ``optax.multi_transform`` and the like. The
+    learning rate that turns a preconditioner into an effective learning rate is taken from the
+    state too: from :func:`adamjax.scale_by_learning_rate` (every adamjax alias uses it) in the
+    same chain, else from the ``learning_rate`` hyperparameter of an enclosing
+    ``optax.inject_hyperparams``, else from the ``learning_rate`` argument here. A piece whose
+    learning rate is found nowhere is reported under ``preconditioner/*``.
+
+    Args:
+      tx: any optax ``GradientTransformation``.
+      per_leaf: also report the per-leaf metrics of every leaf, keyed ``leaf/<path>/<metric>``.
+      histogram_bins: if given, an integer >= 1: also report a log-spaced histogram of the
+        effective learning rates with this many bins.
+      histogram_range: ``(low, high)`` with ``0 < low < high``, the span of the histogram's bins.
+      learning_rate: the learning rate (a number or a schedule of the wrapper's 0-based step
+        count) for pieces whose learning rate the state does not record, e.g. a chain built with
+        ``optax.scale_by_learning_rate``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state :class:`DiagnosticsState`.
+
+    Example:
+      >>> tx = adamjax.with_diagnostics(adamjax.adamw(1e-3))
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> adamjax.diagnostics(state)["effective_lr/mean"]
+    """
+    fn = "with_diagnostics"
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"{fn}: tx must be an optax.GradientTransformation, got {tx!r}")
+    _check_options(fn, per_leaf, histogram_bins, histogram_range)
+    if learning_rate is not None:
+        v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
+    inner = optax.with_extra_args_support(tx)
+    edges = None
+    if histogram_bins is not None:
+        low, high = (float(x) for x in histogram_range)
+        edges = np.logspace(math.log10(low), math.log10(high), histogram_bins + 1)
+
+    def metrics_of(grads, updates, params, inner_state, count):
+        dtype = jnp.result_type(
+            jnp.float32, *(moments.real_dtype(x.dtype) for x in jax.tree.leaves(grads))
+        )
+        pools: dict[str, _Pool] = {"": _Pool()}
+
+        def pool(prefix: str) -> _Pool:
+            return pools.setdefault(prefix, _Pool())
+
+        out: dict[str, jax.Array] = {"step": count}
+        grad_leaves = _leaves_with_names(grads)
+        update_leaves = jax.tree.leaves(updates)
+        param_leaves = [None] * len(grad_leaves) if params is None else jax.tree.leaves(params)
+        totals = {"grad": [], "update": [], "param": [], "nonfinite": []}
+        n_total = 0
+        for (name, g), u, p in zip(grad_leaves, update_leaves, param_leaves, strict=True):
+            gg, uu = _sum_squares(g), _sum_squares(u)
+            pp = jnp.full([], jnp.nan, dtype) if p is None else _sum_squares(p)
+            bad = _count_nonfinite(g, gg)
+            totals["grad"].append(gg)
+            totals["update"].append(uu)
+            totals["param"].append(pp)
+            totals["nonfinite"].append(bad)
+            n_total += g.size
+            if per_leaf:
+                leaf = pool(f"leaf/{name}/")
+                leaf.values.update(
+                    _norm_metrics(gg, uu, pp, bad.astype(dtype) / max(g.size, 1), dtype)
+                )
+        nonfinite = sum(totals["nonfinite"]).astype(dtype) / max(n_total, 1)
+        out.update(
+            _norm_metrics(
+                sum(totals["grad"]), sum(totals["update"]), sum(totals["param"]), nonfinite, dtype
+            )
+        )
+
+        found: list[tuple[Any, Any]] = []
+        default_lr = learning_rate
+        if callable(default_lr):
+            default_lr = default_lr(count - 1)
+        _find_views(inner_state, default_lr, found)
+        for state, lr in found:
+            view = _VIEWS[type(state)](state, grads)
+            _pool_view(view, lr, pools, per_leaf, edges)
+        for prefix, accumulated in pools.items():
+            for key, value in accumulated.result().items():
+                out[prefix + key] = value
+        return {key: _as_metric(x, dtype) for key, x in out.items()}
+
+    def init_fn(params):
+        inner_state = inner.init(params)
+        shapes = jax.eval_shape(
+            lambda p, s: metrics_of(p, p, p, s, jnp.zeros([], jnp.int32)), params, inner_state
+        )
+        metrics = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+        return DiagnosticsState(jnp.zeros([], jnp.int32), inner_state, metrics)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        new_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
+        count = optax.safe_increment(state.count)
+        metrics = metrics_of(updates, new_updates, params, inner_state, count)
+        return new_updates, DiagnosticsState(count, inner_state, metrics)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _as_metric(x: Any, dtype: Any) -> jax.Array:
+    """Casts a metric to the metrics' real dtype; integer metrics (steps) stay int32."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return x.astype(jnp.int32)
+    return jnp.real(x).astype(dtype)
+
+
+def _norm_metrics(
+    grad_sq: jax.Array, update_sq: jax.Array, param_sq: jax.Array, nonfinite: Any, dtype: Any
+) -> dict[str, jax.Array]:
+    grad_norm = jnp.sqrt(jnp.asarray(grad_sq, dtype))
+    update_norm = jnp.sqrt(jnp.asarray(update_sq, dtype))
+    param_norm = jnp.sqrt(jnp.asarray(param_sq, dtype))
+    return {
+        "grad_norm": grad_norm,
+        "update_norm": update_norm,
+        "param_norm": param_norm,
+        "update_param_ratio": update_norm / param_norm,
+        "nonfinite_grad_fraction": jnp.asarray(nonfinite, dtype),
+    }
+
+
+def _pool_view(
+    view: _View, lr: Any, pools: dict[str, _Pool], per_leaf: bool, edges: np.ndarray | None
+) -> None:
+    """Adds one view's entries to the global pool and, with ``per_leaf``, to each leaf's."""
+
+    def targets(name: str) -> list[_Pool]:
+        chosen = [pools[""]]
+        if per_leaf:
+            chosen.append(pools.setdefault(f"leaf/{name}/", _Pool()))
+        return chosen
+
+    if view.scale is not None:
+        known = view.lr_included or lr is not None
+        key = "effective_lr" if known else "preconditioner"
+        multiply = not view.lr_included and lr is not None
+        for name, s in _leaves_with_names(view.scale):
+            eta = s * jnp.real(jnp.asarray(lr)).astype(s.dtype) if multiply else s
+            for target in targets(name):
+                target.add_mean(f"{key}/mean", jnp.sum(eta), s.size)
+                target.add_extrema(key, eta)
+            if edges is not None and key == "effective_lr":
+                counts = _histogram(eta, jnp.asarray(edges, eta.dtype))
+                for target in targets(name):
+                    target.add_mean(f"{key}/histogram", counts.astype(eta.dtype), s.size)
+                pools[""].values[f"{key}/histogram_edges"] = jnp.asarray(edges, eta.dtype)
+    for field, key in ((view.m_hat, "m_hat/mean_abs"), (view.v_hat, "v_hat/mean")):
+        if field is None:
+            continue
+        for name, x in _leaves_with_names(field):
+            for target in targets(name):
+                target.add_mean(key, jnp.sum(x), x.size)
+    for key, tree in (view.fractions or {}).items():
+        for name, flags in _leaves_with_names(tree):
+            for target in targets(name):
+                target.add_mean(key, jnp.sum(flags), flags.size)
+    for key, value in (view.scalars or {}).items():
+        pools[""].values[key] = value
+    if per_leaf:
+        for key, tree in (view.leaf_scalars or {}).items():
+            for name, value in _leaves_with_names(tree):
+                pools.setdefault(f"leaf/{name}/", _Pool()).values[key] = value
+
+
+def _unwrap(x: Any) -> Any:
+    """Returns the array inside a flax ``nnx`` variable (``nnx.Optimizer`` wraps state leaves)."""
+    if isinstance(x, jax.Array | np.ndarray | np.generic):
+        return x
+    for getter in ("get_value", "value"):
+        if hasattr(x, getter):
+            got = getattr(x, getter)
+            return got() if callable(got) else got
+    return x
+
+
+def _find_diagnostics(node: Any) -> DiagnosticsState | None:
+    if isinstance(node, DiagnosticsState):
+        return node
+    if isinstance(node, dict):
+        children = node.values()
+    elif isinstance(node, (tuple, list)):
+        children = node
+    elif hasattr(node, "items") and callable(node.items):  # e.g. flax nnx.State
+        children = [value for _, value in node.items()]
+    else:
+        return None
+    for child in children:
+        found = _find_diagnostics(child)
+        if found is not None:
+            return found
+    return None
+
+
+def diagnostics(opt_state: Any) -> dict[str, jax.Array]:
+    """Returns the latest step's metrics from a state of :func:`with_diagnostics`.
+
+    ``opt_state`` may be the wrapper's own state or any state containing it (a chain, an
+    ``optax.MultiSteps`` state, a flax ``nnx.Optimizer``'s ``opt_state``). Call it inside the
+    jitted train step to return the metrics with the loss, or outside on a fetched state. The
+    keys are defined in the :mod:`adamjax.observe` module docstring.
+
+    Raises:
+      ValueError: if ``opt_state`` contains no :class:`DiagnosticsState`.
+
+    Example:
+      >>> updates, opt_state = tx.update(grads, opt_state, params)
+      >>> metrics = adamjax.diagnostics(opt_state)
+      >>> metrics["grad_norm"], metrics["effective_lr/max"]
+    """
+    state = _find_diagnostics(opt_state)
+    if state is None:
+        raise ValueError(
+            "diagnostics: opt_state holds no with_diagnostics state; build the optimizer as "
+            "adamjax.with_diagnostics(tx) and pass its state (or a state containing it)."
+        )
+    return {key: _unwrap(value) for key, value in state.metrics.items()}

@@ -1,0 +1,100 @@
+"""Time of a jitted AdamW train-step update with and without ``adamjax.with_diagnostics``.
+
+Run as ``python -m benchmarks.diagnostics_overhead [--reps N] [--leaves gpt2|small]``. In one
+process and with interleaved repetitions, each contender runs a jitted step that donates params
+and optimizer state: ``updates, state = tx.update(grads, state, params)``, then
+``params = optax.apply_updates(params, updates)``, returning the metrics dict when wrapped. The
+table gives the median milliseconds per step and the ratio to the unwrapped adamjax AdamW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import optax
+
+import adamjax
+from benchmarks.workloads import count, gpt2_small_shapes, random_tree
+
+
+def contenders() -> dict[str, optax.GradientTransformation]:
+    adamw = adamjax.adamw(1e-3, weight_decay=1e-2)
+    return {
+        "optax.adamw": optax.adamw(1e-3, weight_decay=1e-2),
+        "adamjax.adamw": adamw,
+        "with_diagnostics(adamw)": adamjax.with_diagnostics(adamw),
+        "with_diagnostics(adamw, per_leaf)": adamjax.with_diagnostics(adamw, per_leaf=True),
+        "with_diagnostics(adamw, histogram_bins=32)": adamjax.with_diagnostics(
+            adamw, histogram_bins=32
+        ),
+    }
+
+
+def make_step(tx: optax.GradientTransformation, wrapped: bool):
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        return params, state, (adamjax.diagnostics(state) if wrapped else None)
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15, help="timed repetitions per contender")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+
+    shapes = gpt2_small_shapes()
+    n = count(shapes)
+    print(f"backend={jax.default_backend()} devices={jax.devices()}")
+    print(f"GPT-2-small-shaped tree: {len(shapes)} leaves, {n:,} float32 parameters")
+    grads = random_tree(shapes, 1, 1e-2)
+    runs = {}
+    for name, tx in contenders().items():
+        wrapped = name.startswith("with_diagnostics")
+        params = random_tree(shapes, 0)
+        step = make_step(tx, wrapped)
+        t0 = time.perf_counter()
+        compiled = step.lower(params, tx.init(params), grads).compile()
+        compile_s = time.perf_counter() - t0
+        state = tx.init(params)
+        params, state, _ = compiled(params, state, grads)  # warm-up
+        jax.block_until_ready(params)
+        runs[name] = dict(
+            compiled=compiled, params=params, state=state, times=[], compile_s=compile_s
+        )
+    for _ in range(args.reps):  # interleaved repetitions
+        for run in runs.values():
+            t0 = time.perf_counter()
+            out = run["compiled"](run["params"], run["state"], grads)
+            run["params"], run["state"], metrics = out
+            jax.block_until_ready((run["params"], run["state"], metrics))
+            run["times"].append(time.perf_counter() - t0)
+    base = statistics.median(runs["adamjax.adamw"]["times"])
+    results = []
+    print("\n| contender | median ms/step | vs adamjax.adamw | compile s |")
+    print("|---|---|---|---|")
+    for name, run in runs.items():
+        med = statistics.median(run["times"])
+        results.append(dict(contender=name, median_ms=med * 1e3, ratio=med / base,
+                            compile_s=run["compile_s"]))  # fmt: skip
+        print(f"| {name} | {med * 1e3:.1f} | {med / base:.3f} | {run['compile_s']:.2f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = jax.devices()[0].device_kind.replace(" ", "_")
+    path = args.out / f"diagnostics_overhead_{jax.default_backend()}_{device}.json"
+    machine = dict(platform=platform.platform(), processor=platform.processor(),
+                   jax=jax.__version__, optax=optax.__version__)  # fmt: skip
+    record = dict(machine=machine, params=n, reps=args.reps, results=results)
+    path.write_text(json.dumps(record, indent=1))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
