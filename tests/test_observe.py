@@ -273,6 +273,17 @@ def test_non_finite_gradients_and_missing_params():
     }  # fmt: skip
 
 
+def test_empty_leaves_are_skipped():
+    tx = with_diagnostics(adamjax.adam(1e-3), per_leaf=True)
+    params = {"w": jnp.ones(3), "empty": jnp.zeros((0, 4))}
+    grads = {"w": jnp.array([1.0, -2.0, 0.5]), "empty": jnp.zeros((0, 4))}
+    _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    m = diagnostics(state)
+    assert float(m["effective_lr/max"]) == pytest.approx(1e-3 / (0.5 + 1e-8), rel=1e-5)
+    assert float(m["grad_norm"]) == pytest.approx(np.sqrt(5.25), rel=1e-6)
+    assert "leaf/empty/effective_lr/min" not in m and "leaf/empty/grad_norm" in m
+
+
 def test_float32_metrics_match_numpy():
     r = run(with_diagnostics(adamjax.adamw(3e-3, weight_decay=1e-2)))
     expected, _ = adam_expected(r, lr=3e-3)
