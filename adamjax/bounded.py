@@ -271,9 +271,7 @@ def scale_by_adabound(
 
         # AMSBound's maximum is of the raw v, so it is corrected like v.
         max_correction = d2.bias_correction(dtype) if amsbound else None
-        last = moments.record_step(
-            d1.bias_correction(dtype), d2, eps, 0.0, "hat", dtype, max_correction=max_correction
-        )
+        last = transform._record(d1, d2, eps, 0.0, "hat", state, max_correction)
 
         def leaf(g, m, nu, nu_max):
             _, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
