@@ -15,32 +15,17 @@ table. ``--quick`` runs a few epochs, for tests.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-import jax
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
 import adamjax
 
-
-def _digits_module():
-    """Imports the sibling ``mlp_digits.py`` (``examples/`` is not a package)."""
-    path = Path(__file__).resolve().parent / "mlp_digits.py"
-    spec = importlib.util.spec_from_file_location("adamjax_example_mlp_digits", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-digits = _digits_module()
+import common
+import mlp_digits as digits
 
 OPTIMIZERS = {
     "adam": lambda lr: adamjax.adam(lr),
@@ -58,14 +43,11 @@ def train_step(model, optimizer, x, y):
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20, help="passes over the training set")
+    common.add_common_args(parser, length="epochs", default=20, quick=3, out="out/diagnostics")
     parser.add_argument("--batch-size", type=int, default=64, help="examples per update")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="step size")
-    parser.add_argument("--seed", type=int, default=0, help="init and shuffling seed")
     parser.add_argument("--histogram-bins", type=int, default=24, help="effective-lr histogram")
-    parser.add_argument("--out", type=Path, default=Path("out/diagnostics"), help="output dir")
-    parser.add_argument("--quick", action="store_true", help="3 epochs, for tests")
-    return parser.parse_args(argv)
+    return common.finish_args(parser.parse_args(argv))
 
 
 def train(name: str, args: argparse.Namespace, data) -> tuple[adamjax.History, dict[str, float]]:
@@ -102,10 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     """Trains with each optimizer, writes the figures and ``metrics.json``; returns the final
     metrics per optimizer."""
     args = parse_args(argv)
-    if args.quick:
-        args.epochs = 3
-    print(f"JAX backend: {jax.default_backend()}  devices: {jax.devices()}")
-    args.out.mkdir(parents=True, exist_ok=True)
+    devices = common.report_devices()
     start = time.perf_counter()
     data = digits.load_data()
     results = {}
@@ -119,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             keys.append("amsgrad/active_fraction")
         print(f"\n{name}: test accuracy {final['test_accuracy']:.4f}")
         print(history.summary(keys))
-    (args.out / "metrics.json").write_text(json.dumps(results, indent=2))
+    common.write_metrics(args.out, results, args=common.args_dict(args), device=devices)
     print(f"\nwrote {args.out}/diagnostics_*.png and metrics.json "
           f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
     return results

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import jax
@@ -141,3 +145,26 @@ def rosenbrock_problem(seed: int, dtype: Any = np.float64) -> tuple[dict, GradFn
         return {"x": gx.astype(dtype), "y": gy.astype(dtype)}
 
     return params, grad_fn
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    """Imports ``examples/<name>.py`` by file path, since ``examples/`` is not a package.
+
+    The examples import their sibling modules (``common``, ``mlp_digits``) by plain name, as a
+    script run with ``python examples/<name>.py`` can; putting ``examples/`` on ``sys.path``
+    gives the tests the same view.
+    """
+    if str(EXAMPLES_DIR) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES_DIR))
+    path = EXAMPLES_DIR / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+    assert spec is not None and spec.loader is not None, f"cannot import {path}"
+    module = importlib.util.module_from_spec(spec)
+    # Registered before execution, as a regular import would be, so that anything looking
+    # the module up by name while or after it runs finds it.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,174 @@
+"""Plumbing shared by the example scripts: flags, the device report, optimizers and output files.
+
+Every example is a plain script that imports this sibling module; Python puts the script's own
+directory first on ``sys.path``, so ``python examples/<name>.py`` finds it from any working
+directory. Nothing here is part of the ``adamjax`` package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+import adamjax
+
+
+def add_common_args(
+    parser: argparse.ArgumentParser,
+    *,
+    length: str,
+    default: int,
+    quick: int,
+    out: str,
+) -> None:
+    """Adds ``--<length>``, ``--seed``, ``--out`` and ``--quick`` to ``parser``.
+
+    Args:
+        parser: The script's parser.
+        length: ``"epochs"`` or ``"steps"``: how the run's length is counted.
+        default: The run length without ``--quick``.
+        quick: The run length with ``--quick`` (an explicit ``--<length>`` wins over both).
+        out: Default output directory, relative to the working directory.
+    """
+    if length not in ("epochs", "steps"):
+        raise ValueError(f"add_common_args: length must be 'epochs' or 'steps', got {length!r}")
+    parser.add_argument(
+        f"--{length}",
+        type=_positive_int(length),
+        default=None,
+        help=f"{length} to train (default {default}; {quick} with --quick)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialization and data")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(out),
+        help=f"directory for the PNG plots and metrics.json (default {out})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run with small sizes, for tests"
+    )
+    parser.set_defaults(_length=(length, default, quick))
+
+
+def finish_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Resolves the run length from ``--quick`` and creates the output directory."""
+    length, default, quick = args._length
+    del args._length
+    if getattr(args, length) is None:
+        setattr(args, length, quick if args.quick else default)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"--{name} must be a positive integer, got {value}")
+        return value
+
+    return parse
+
+
+def report_devices() -> dict[str, Any]:
+    """Prints the JAX backend and devices; returns them for the metrics file."""
+    backend = jax.default_backend()
+    devices = [str(d) for d in jax.devices()]
+    print(f"JAX {jax.__version__} backend: {backend}  devices: {', '.join(devices)}")
+    return {"backend": backend, "devices": devices, "jax": jax.__version__, "host": platform.node()}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer of the examples: its factory, a learning rate that works on the examples'
+    networks, and whether it comes from adamjax or is an optax baseline."""
+
+    make: Callable[[float], optax.GradientTransformation]
+    learning_rate: float
+    library: str
+
+
+# Learning rates are each method's usual default for small networks; the plain-SGD family needs
+# a larger step. adamw's decay and AdaBound's final rate follow their libraries' examples.
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "adam": OptimizerSpec(lambda lr: adamjax.adam(lr), 2e-3, "adamjax"),
+    "adamw": OptimizerSpec(lambda lr: adamjax.adamw(lr, weight_decay=1e-2), 2e-3, "adamjax"),
+    "amsgrad": OptimizerSpec(lambda lr: adamjax.amsgrad(lr), 2e-3, "adamjax"),
+    "nadam": OptimizerSpec(lambda lr: adamjax.nadam(lr), 2e-3, "adamjax"),
+    "adamax": OptimizerSpec(lambda lr: adamjax.adamax(lr), 2e-3, "adamjax"),
+    "radam": OptimizerSpec(lambda lr: adamjax.radam(lr), 2e-3, "adamjax"),
+    "adabound": OptimizerSpec(lambda lr: adamjax.adabound(lr, final_lr=0.1), 2e-3, "adamjax"),
+    "amsbound": OptimizerSpec(
+        lambda lr: adamjax.adabound(lr, final_lr=0.1, amsbound=True), 2e-3, "adamjax"
+    ),
+    "adafactor": OptimizerSpec(lambda lr: adamjax.adafactor(lr), 1e-2, "adamjax"),
+    "swats": OptimizerSpec(lambda lr: adamjax.swats(lr), 2e-3, "adamjax"),
+    "sgd_momentum": OptimizerSpec(lambda lr: optax.sgd(lr, momentum=0.9), 5e-2, "optax"),
+    "rmsprop": OptimizerSpec(lambda lr: optax.rmsprop(lr), 1e-3, "optax"),
+    "adagrad": OptimizerSpec(lambda lr: optax.adagrad(lr), 5e-2, "optax"),
+}
+
+
+def make_optimizer(name: str, learning_rate: float | None = None) -> optax.GradientTransformation:
+    """Builds ``OPTIMIZERS[name]`` at ``learning_rate`` (the spec's default if None)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    spec = OPTIMIZERS[name]
+    return spec.make(spec.learning_rate if learning_rate is None else learning_rate)
+
+
+def write_metrics(out: Path, metrics: dict[str, Any], **context: Any) -> Path:
+    """Writes ``metrics`` with the run's context (flags, devices) to ``out/metrics.json``."""
+    path = out / "metrics.json"
+    payload = {"metrics": metrics, **context}
+    path.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def args_dict(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed flags as JSON-friendly values."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic, jax.Array)):
+        return np.asarray(value).tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def new_figure(rows: int = 1, cols: int = 1, *, width: float = 5.0, height: float = 3.8):
+    """A matplotlib ``Figure`` with a grid of axes, built without pyplot.
+
+    Using ``matplotlib.figure.Figure`` directly needs no GUI backend, so the scripts plot the
+    same way on a headless server, in Colab and on a laptop.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Saves ``fig`` as a PNG at ``path`` and reports it."""
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,101 @@
+"""Tests for ``examples/surface_2d.py``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import load_example
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ADAMJAX = ("adam", "amsgrad", "adamw", "nadam")
+
+
+@pytest.fixture(scope="module")
+def surface_2d() -> ModuleType:
+    return load_example("surface_2d")
+
+
+@pytest.fixture(scope="module")
+def quick_run(surface_2d: ModuleType, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("surface_2d")
+    return surface_2d.main(["--quick", "--out", str(out)]), out
+
+
+def test_test_functions_have_their_minima_where_documented(surface_2d: ModuleType) -> None:
+    for name, problem in surface_2d.PROBLEMS.items():
+        minimum = jnp.asarray(problem.minimum)
+        assert float(problem.f(minimum)) == 0.0, name
+        # Any step away from the minimum increases f.
+        for d in ((1e-2, 0.0), (0.0, -1e-2), (-1e-2, 1e-2)):
+            assert float(problem.f(minimum + jnp.asarray(d))) > 0.0, (name, d)
+    assert float(surface_2d.rosenbrock(jnp.asarray([-1.5, 2.0]))) == pytest.approx(12.5)
+
+
+def test_quick_run_writes_figures_and_metrics(quick_run) -> None:
+    _, out = quick_run
+    for name in ("surface_sphere.png", "surface_rosenbrock.png", "loss.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["metrics"]["rosenbrock"]["optimizers"]["adam"]["steps"] == 500
+    assert saved["args"]["quick"] is True
+    assert saved["device"]["backend"]
+
+
+def test_adamjax_optimizers_descend_on_both_functions(quick_run) -> None:
+    metrics, _ = quick_run
+    sphere, rosen = metrics["sphere"], metrics["rosenbrock"]
+    assert sphere["start_f"] == pytest.approx(1.5**2 + 1.8**2, rel=1e-6)
+    assert rosen["start_f"] == pytest.approx(12.5, rel=1e-6)
+    for opt in ADAMJAX:
+        # Measured after 500 steps: < 1e-17 on the sphere (5.49 at the start), 0.15-0.98 on
+        # Rosenbrock (12.5 at the start).
+        assert sphere["optimizers"][opt]["final_f"] < 1e-6 * sphere["start_f"], opt
+        assert rosen["optimizers"][opt]["final_f"] < rosen["start_f"] / 5, opt
+    for entry in (sphere, rosen):
+        assert set(entry["optimizers"]) == {
+            "adam", "amsgrad", "adamw", "nadam", "sgd_momentum", "rmsprop", "adagrad",
+        }  # fmt: skip
+        for opt, m in entry["optimizers"].items():
+            assert m["finite"], opt
+            assert np.isfinite(m["final_f"]), opt
+
+
+def test_trajectory_starts_at_start_and_is_finite(surface_2d: ModuleType) -> None:
+    import common
+
+    problem = surface_2d.PROBLEMS["rosenbrock"]
+    start = jnp.asarray(problem.start, jnp.float32)
+    for opt in ADAMJAX:
+        tx = common.make_optimizer(opt, problem.learning_rates[opt])
+        path = np.asarray(surface_2d.trajectory(start, f=problem.f, tx=tx, steps=50))
+        assert path.shape == (51, 2)
+        np.testing.assert_array_equal(path[0], np.asarray(start))
+        assert np.all(np.isfinite(path)), opt
+        # Adam-type first steps move each coordinate by about lr, against the gradient's sign
+        # (the gradient at (-1.5, 2) is (-155, -50)).
+        assert np.all(path[1] > path[0]), opt
+
+
+def test_start_flag_overrides_both_starts(surface_2d: ModuleType, tmp_path: Path) -> None:
+    argv = [
+        "--steps",
+        "5",
+        "--start",
+        "0.5",
+        "-0.5",
+        "--optimizers",
+        "adam",
+        "--out",
+        str(tmp_path),
+    ]
+    metrics = surface_2d.main(argv)
+    for name in ("sphere", "rosenbrock"):
+        assert metrics[name]["start"] == [0.5, -0.5]
+        assert list(metrics[name]["optimizers"]) == ["adam"]
+        assert metrics[name]["optimizers"]["adam"]["steps"] == 5
