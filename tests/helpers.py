@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -168,3 +169,13 @@ def load_example(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def read_example_outputs(out: Path, *pngs: str) -> dict:
+    """Checks that an example wrote each of ``pngs`` as a real PNG into ``out`` and returns its
+    parsed ``metrics.json`` (``{"metrics": ..., "args": ..., "device": ...}``)."""
+    for name in pngs:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["device"]["backend"] in ("cpu", "gpu", "tpu"), saved["device"]
+    return saved

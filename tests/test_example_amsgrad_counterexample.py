@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import ModuleType
 
@@ -10,9 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import load_example
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from helpers import load_example, read_example_outputs
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +67,7 @@ def test_quick_run_adam_goes_to_plus_one_and_amsgrad_to_minus_one(
     # Measured after 3000 rounds: 637 and 9.0 (the latter still falling like 1/t).
     assert regret["adam"] > 20 * regret["amsgrad"] > 0, regret
 
-    assert (tmp_path / "amsgrad_counterexample.png").read_bytes()[:8] == PNG_MAGIC
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+    saved = read_example_outputs(tmp_path, "amsgrad_counterexample.png")
     assert saved["metrics"]["steps"] == 3000
     assert saved["metrics"]["optimizers"]["adam"]["final_x"] == pytest.approx(final["adam"])
     assert saved["args"]["period"] == 3

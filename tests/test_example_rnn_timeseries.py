@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -10,9 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import load_example
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from helpers import load_example, read_example_outputs
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +47,12 @@ def test_quick_run_beats_naive_forecast(quick_runs: list[tuple[Path, dict[str, A
 
 def test_quick_run_writes_plot_and_metrics(quick_runs: list[tuple[Path, dict[str, Any]]]) -> None:
     for out, metrics in quick_runs:
-        png = out / "forecast.png"
-        assert png.read_bytes()[:8] == PNG_MAGIC
-        payload = json.loads((out / "metrics.json").read_text())
+        payload = read_example_outputs(out, "forecast.png")
         assert payload["metrics"] == metrics
         assert payload["args"]["steps"] == 600
         assert payload["args"]["quick"] is True
         assert payload["args"]["optimizer"] == "adam"
         assert payload["args"]["learning_rate"] == 2e-3
-        assert payload["device"]["backend"]
 
 
 def test_naive_mse_matches_direct_computation(
