@@ -3,8 +3,7 @@
 A step of an elementwise optimizer is memory-bound, so its time is set by the kernels (fusions)
 the compiled program launches over param-sized arrays and what each reads and writes. These tests
 compile a donated train step of an adamjax alias and of its optax equivalent and check that the
-array-sized fusions read and write the same arrays and do no more elementwise work (adamjax
-multiplies by precomputed reciprocals of the bias corrections where optax divides), which is
+array-sized fusions read and write the same arrays and do no more elementwise work, which is
 what ``benchmarks/step_time.py`` then measures. The scalar fusions
 (bias corrections, the recorded ``last_step``) are left out; they cost nanoseconds. Nothing here
 times anything.
