@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -190,15 +190,45 @@ def train(
         loss of the first and last epoch), ``steps``, ``seconds`` (compilation included) and
         ``epoch_seconds`` (each epoch's training time; the first includes the compilation).
     """
-    x_train, x_test, y_train, y_test = data
-    # Dropping the ragged last batch keeps one input shape, so train_step compiles once;
+    x_train, x_test, _, y_test = data
+    start = time.perf_counter()
+    model = make_model(task, x_train.shape[1], hidden, seed)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    return fit(
+        lambda x, y: train_step(model, optimizer, x, y),
+        lambda: evaluate(model, x_test, y_test),
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        desc=desc,
+        start=start,
+    )
+
+
+def fit(
+    step: Callable[[np.ndarray, np.ndarray], jax.Array],
+    score: Callable[[], tuple[jax.Array, jax.Array]],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    desc: str,
+    start: float,
+) -> dict[str, Any]:
+    """The epoch loop that ``train`` here and in ``mlp_digits_linen.py`` share.
+
+    ``step(x, y)`` applies one update on a batch and returns its loss; ``score()`` returns the
+    test loss and accuracy of the current parameters. Returns ``train``'s dict, with ``seconds``
+    counted from ``start``.
+    """
+    x_train, y_train = data[0], data[2]
+    # Dropping the ragged last batch keeps one input shape, so the step compiles once;
     # the reshuffle each epoch means every example is still seen regularly.
     steps_per_epoch = len(x_train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size must be at most {len(x_train)}, got {batch_size}")
-    start = time.perf_counter()
-    model = make_model(task, x_train.shape[1], hidden, seed)
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     rng = np.random.default_rng(seed)
     train_loss: list[float] = []
     test_accuracy: list[float] = []
@@ -208,15 +238,15 @@ def train(
         epoch_start = time.perf_counter()
         order = rng.permutation(len(x_train))
         batch_losses = []
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            batch_losses.append(train_step(model, optimizer, x_train[idx], y_train[idx]))
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size : (i + 1) * batch_size]
+            batch_losses.append(step(x_train[idx], y_train[idx]))
         # Averaging on device and reading back once per epoch avoids a host sync per step.
         train_loss.append(float(jnp.stack(batch_losses).mean()))
         epoch_seconds.append(time.perf_counter() - epoch_start)
-        test_accuracy.append(float(evaluate(model, x_test, y_test)[1]))
+        test_accuracy.append(float(score()[1]))
         progress.set_postfix(loss=f"{train_loss[-1]:.4f}", test_acc=f"{test_accuracy[-1]:.3f}")
-    final_loss, final_accuracy = evaluate(model, x_test, y_test)
+    final_loss, final_accuracy = score()
     return {
         "train_loss": train_loss,
         "test_accuracy_curve": test_accuracy,

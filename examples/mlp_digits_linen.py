@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training.train_state import TrainState
-from tqdm import tqdm
 
 import common
 import mlp_digits
@@ -96,41 +95,25 @@ def train(
     desc: str = "training",
 ) -> dict[str, Any]:
     """``mlp_digits.train`` with a linen model and a TrainState; same arguments and result."""
-    x_train, x_test, y_train, y_test = data
-    steps_per_epoch = len(x_train) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size must be at most {len(x_train)}, got {batch_size}")
+    x_train, x_test, _, y_test = data
     start = time.perf_counter()
     state = create_state(task, tx, x_train.shape[1], hidden, seed)
-    rng = np.random.default_rng(seed)
-    train_loss: list[float] = []
-    test_accuracy: list[float] = []
-    epoch_seconds: list[float] = []
-    progress = tqdm(range(epochs), desc=desc, unit="epoch")
-    for _ in progress:
-        epoch_start = time.perf_counter()
-        order = rng.permutation(len(x_train))
-        batch_losses = []
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            state, loss = train_step(state, x_train[idx], y_train[idx])
-            batch_losses.append(loss)
-        train_loss.append(float(jnp.stack(batch_losses).mean()))
-        epoch_seconds.append(time.perf_counter() - epoch_start)
-        test_accuracy.append(float(evaluate(state, x_test, y_test)[1]))
-        progress.set_postfix(loss=f"{train_loss[-1]:.4f}", test_acc=f"{test_accuracy[-1]:.3f}")
-    final_loss, final_accuracy = evaluate(state, x_test, y_test)
-    return {
-        "train_loss": train_loss,
-        "test_accuracy_curve": test_accuracy,
-        "test_accuracy": float(final_accuracy),
-        "test_loss": float(final_loss),
-        "initial_loss": train_loss[0],
-        "final_loss": train_loss[-1],
-        "steps": int(state.step),
-        "seconds": time.perf_counter() - start,
-        "epoch_seconds": epoch_seconds,
-    }
+
+    def step(x: np.ndarray, y: np.ndarray) -> jax.Array:
+        nonlocal state
+        state, loss = train_step(state, x, y)
+        return loss
+
+    return mlp_digits.fit(
+        step,
+        lambda: evaluate(state, x_test, y_test),
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        desc=desc,
+        start=start,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
