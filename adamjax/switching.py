@@ -340,7 +340,7 @@ def scale_by_swats(
         def adam_leaf(g, m, nu):
             g, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
             m_hat = moments.first_moment_estimate(m_t, g, d1)
-            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            v_hat = d2.corrected(v_t)
             d = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=0.0, eps_mode=eps_mode)
             u = lr * d
             return g, m_t, v_t, u, _real_dot(u, u), _real_dot(u, g)

@@ -188,7 +188,7 @@ def scale_by_adam(
 
         def leaf(g, m, nu):
             g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
-            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            v_hat = d2.corrected(v_t)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
             u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
@@ -275,12 +275,11 @@ def scale_by_amsgrad(
 
         def leaf(g, m, nu, nu_max):
             g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
-            bc2 = d2.bias_correction(v_t.dtype)
             if max_of == "raw":
                 v_max = jnp.maximum(nu_max.astype(v_t.dtype), v_t)
-                v_hat = v_max / bc2
+                v_hat = d2.corrected(v_max)
             else:
-                v_max = v_hat = jnp.maximum(nu_max.astype(v_t.dtype), v_t / bc2)
+                v_max = v_hat = jnp.maximum(nu_max.astype(v_t.dtype), d2.corrected(v_t))
             m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
             u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return (
@@ -487,7 +486,7 @@ def scale_by_nadam(
 
         def leaf(g, m, nu):
             g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
-            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            v_hat = d2.corrected(v_t)
             m_bar = moments.first_moment_estimate(m_t, g_c, mu_t, mu_next)
             u = moments.direction(m_bar, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
@@ -724,7 +723,7 @@ def scale_by_radam(
             g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
             rho_t, rect = radam_rectification(b2, d2.count, v_t.dtype)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1)
-            v_hat = v_t / d2.bias_correction(v_t.dtype)
+            v_hat = d2.corrected(v_t)
             adaptive = moments.direction(
                 m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode
             )
