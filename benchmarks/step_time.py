@@ -44,6 +44,7 @@ import gc
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -70,18 +71,22 @@ def workloads(quick: bool) -> dict[str, dict[str, tuple[int, ...]]]:
     """Name -> shapes of the parameter tree. Quick mode keeps one large leaf, a tree of
     medium leaves and one of small leaves, small enough to compile every contender quickly."""
     if quick:
-        return {
-            "1x4M": {"w": (1 << 22,)},
-            "100x16k": {f"w{i:04d}": (1 << 14,) for i in range(100)},
-            "500x1k": {f"w{i:05d}": (1 << 10,) for i in range(500)},
-        }
+        return {name: uniform_tree(name) for name in ("1x4M", "100x16k", "500x1k")}
     return {
-        "1x16M": {"w": (1 << 24,)},
-        "1x64M": {"w": (1 << 26,)},
-        "1000x16k": {f"w{i:04d}": (1 << 14,) for i in range(1000)},
-        "10000x1k": {f"w{i:05d}": (1 << 10,) for i in range(10_000)},
+        **{name: uniform_tree(name) for name in ("1x16M", "1x64M", "1000x16k", "10000x1k")},
         "gpt2-small": gpt2_small_shapes(),
     }
+
+
+def uniform_tree(name: str) -> dict[str, tuple[int, ...]]:
+    """The tree a name such as ``2000x1k`` or ``4x16M`` describes: that many 1-D leaves of that
+    size (``k`` = 1024, ``M`` = 1024**2), for workloads the table above does not hold."""
+    match = re.fullmatch(r"(\d+)x(\d+)([kM]?)", name)
+    if not match:
+        raise SystemExit(f"unknown workload {name!r}: use a named one or LEAVESxSIZE, e.g. 2000x1k")
+    leaves, size = int(match[1]), int(match[2]) * {"": 1, "k": 1 << 10, "M": 1 << 20}[match[3]]
+    width = len(str(leaves - 1))
+    return {f"w{i:0{width}d}": (size,) for i in range(leaves)}
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,16 @@ def contenders(with_torch: bool) -> list[Contender]:
     return out
 
 
+def train_step(tx: optax.GradientTransformation) -> Callable:
+    """The step every JAX contender runs: ``tx.update`` then ``optax.apply_updates``."""
+
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return step
+
+
 def _fill(shapes: dict[str, tuple[int, ...]], seed: int, scale: float) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {k: (scale * rng.standard_normal(s, dtype=np.float32)) for k, s in shapes.items()}
@@ -162,13 +177,8 @@ class JaxRunner:
         self.host_params = host_params
         self.grads = grads
         if contender.tx is not None:
-            tx = contender.tx
-
-            def step(params, state, grads):
-                updates, state = tx.update(grads, state, params)
-                return optax.apply_updates(params, updates), state
-
-            self.init = tx.init
+            step = train_step(contender.tx)
+            self.init = contender.tx.init
         else:
             step = contender.kernel
             moments = lambda p: (jax.tree.map(jnp.zeros_like, p), jax.tree.map(jnp.zeros_like, p))  # noqa: E731
@@ -185,18 +195,27 @@ class JaxRunner:
     def _params(self) -> dict:
         return jax.tree.map(jnp.asarray, self.host_params)
 
-    def round(self, steps: int) -> list[float]:
+    def start(self) -> None:
+        """Fresh params and state, and one untimed step (the first touch of the new buffers)."""
         params = self._params()
         state = jax.jit(self.init)(params)
-        params, state = self.compiled(params, state, self.grads)  # untimed: first touch
-        jax.block_until_ready((params, state))
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            params, state = self.compiled(params, state, self.grads)
-            jax.block_until_ready((params, state))
-            times.append(time.perf_counter() - start)
-        del params, state
+        self.live = self.compiled(params, state, self.grads)
+        jax.block_until_ready(self.live)
+
+    def tick(self) -> float:
+        """Seconds of one step on the live arrays."""
+        start = time.perf_counter()
+        self.live = self.compiled(*self.live, self.grads)
+        jax.block_until_ready(self.live)
+        return time.perf_counter() - start
+
+    def stop(self) -> None:
+        self.live = None
+
+    def round(self, steps: int) -> list[float]:
+        self.start()
+        times = [self.tick() for _ in range(steps)]
+        self.stop()
         return times
 
 
@@ -224,15 +243,22 @@ class TorchRunner:
             params.append(p)
         return params, cls(params, lr=LR, **options)
 
+    def start(self) -> None:
+        self.live = self._optimizer()
+        self.live[1].step()  # untimed: allocates the state
+
+    def tick(self) -> float:
+        start = time.perf_counter()
+        self.live[1].step()
+        return time.perf_counter() - start
+
+    def stop(self) -> None:
+        self.live = None
+
     def round(self, steps: int) -> list[float]:
-        params, opt = self._optimizer()
-        opt.step()  # untimed: allocates the state
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            opt.step()
-            times.append(time.perf_counter() - start)
-        del params, opt
+        self.start()
+        times = [self.tick() for _ in range(steps)]
+        self.stop()
         return times
 
 
@@ -251,7 +277,9 @@ def _torch_available() -> bool:
     return True
 
 
-def run_workload(name: str, shapes, contenders_: list[Contender], rounds: int, steps: int) -> dict:
+def run_workload(
+    name: str, shapes, contenders_: list[Contender], rounds: int, steps: int, seed: int = 0
+) -> dict:
     n = count(shapes)
     host_params = _fill(shapes, 0, 1.0)
     host_grads = _fill(shapes, 1, 1e-2)
@@ -262,10 +290,11 @@ def run_workload(name: str, shapes, contenders_: list[Contender], rounds: int, s
             c, host_params, grads if not c.torch else host_grads
         )
     times: dict[str, list[float]] = {c.name: [] for c in contenders_}
-    for r in range(rounds):
-        # Alternate the order so that no contender always runs right after the same other one.
-        order = contenders_ if r % 2 == 0 else contenders_[::-1]
-        for c in order:
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        # A fresh random order every round, so that no contender has a fixed place or neighbour.
+        for i in rng.permutation(len(contenders_)):
+            c = contenders_[i]
             times[c.name] += runners[c.name].round(steps)
             gc.collect()
     rows = {}
@@ -294,26 +323,145 @@ def run_workload(name: str, shapes, contenders_: list[Contender], rounds: int, s
     return {"leaves": len(shapes), "params": n, "rows": rows}
 
 
-def compile_times(shapes, contenders_: list[Contender], reps: int) -> dict[str, list[float]]:
+def _flat(rounds: list[list[float]]) -> list[float]:
+    return [t for r in rounds for t in r]
+
+
+def ratio_interval(
+    a: list[list[float]], b: list[list[float]], rng: np.random.Generator, resamples: int = 2000
+) -> dict[str, float]:
+    """Ratio of median step times of ``a`` to ``b`` (``a[r]``: the times of round ``r``), with a
+    95% bootstrap interval that resamples whole rounds, and the median of the step-by-step
+    ratios (each step of ``a`` next to the step of ``b`` it was interleaved with)."""
+    rounds = len(a)
+    ratio = statistics.median(_flat(a)) / statistics.median(_flat(b))
+    boot = []
+    for _ in range(resamples):
+        pick = rng.integers(0, rounds, rounds)
+        boot.append(
+            statistics.median([t for r in pick for t in a[r]])
+            / statistics.median([t for r in pick for t in b[r]])
+        )
+    low, high = np.percentile(boot, [2.5, 97.5])
+    steps = zip(_flat(a), _flat(b), strict=True)
+    paired = statistics.median(x / y for x, y in steps)
+    return {"ratio": ratio, "low": float(low), "high": float(high), "paired": paired}
+
+
+def run_pairs(
+    name: str, shapes, contenders_: list[Contender], rounds: int, steps: int, seed: int = 0
+) -> dict:
+    """Each contender against its optax reference, step by step: both hold live arrays, and
+    every step runs the two in a random order. Slow phases of a shared machine then hit both
+    sides of a ratio alike, which round-by-round turns cannot promise."""
+    host_params = _fill(shapes, 0, 1.0)
+    grads = jax.tree.map(jnp.asarray, _fill(shapes, 1, 1e-2))
+    names = {c.name: c for c in contenders_}
+    pairs = [
+        (c.name, c.reference) for c in contenders_ if c.tx is not None and c.reference in names
+    ]
+    uses = {c: sum(c in pair for pair in pairs) for c in names}
+    runners: dict[str, JaxRunner] = {}
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for a, b in pairs:
+        for c in (a, b):
+            if c not in runners:
+                runners[c] = JaxRunner(names[c], host_params, grads)
+        ta, tb = [], []
+        for _ in range(rounds):
+            runners[a].start()
+            runners[b].start()
+            xa, xb = [], []
+            for _ in range(steps):
+                if rng.random() < 0.5:
+                    xa.append(runners[a].tick())
+                    xb.append(runners[b].tick())
+                else:
+                    xb.append(runners[b].tick())
+                    xa.append(runners[a].tick())
+            runners[a].stop()
+            runners[b].stop()
+            gc.collect()
+            ta.append(xa)
+            tb.append(xb)
+        rows[a] = {
+            "reference": b,
+            "ms": 1e3 * statistics.median(_flat(ta)),
+            "reference_ms": 1e3 * statistics.median(_flat(tb)),
+            "ms_all": [[1e3 * t for t in r] for r in ta],
+            "reference_ms_all": [[1e3 * t for t in r] for r in tb],
+            **ratio_interval(ta, tb, rng),
+        }
+        print(pairs_row(a, rows[a]), flush=True)
+        for c in (a, b):  # compiled steps of 10,000 leaves are large: keep only what is needed
+            uses[c] -= 1
+            if uses[c] == 0:
+                del runners[c]
+        gc.collect()
+    return {"leaves": len(shapes), "params": count(shapes), "rows": rows}
+
+
+PAIRS_HEADER = (
+    "| contender | reference | ms | reference ms | ratio | 95% interval | paired median |\n"
+    "|---|---|---:|---:|---:|---|---:|"
+)
+
+
+def pairs_row(name: str, r: dict) -> str:
+    return (
+        f"| {name} | {r['reference']} | {r['ms']:.2f} | {r['reference_ms']:.2f} "
+        f"| {r['ratio']:.3f} | {r['low']:.3f}–{r['high']:.3f} | {r['paired']:.3f} |"
+    )
+
+
+def compile_times(
+    shapes, contenders_: list[Contender], reps: int, isolate: str | None = None
+) -> dict[str, list[dict[str, float]]]:
     """``lower().compile()`` seconds of each JAX contender's step, ``reps`` times, alternating
     contenders so that the machine's drift hits them alike (JAX's compilation cache is per
-    ``jit`` object, and each repetition makes a new one)."""
-    params = jax.tree.map(jnp.asarray, _fill(shapes, 0, 1.0))
-    out: dict[str, list[float]] = {c.name: [] for c in contenders_ if c.tx is not None}
+    ``jit`` object, and each repetition makes a new one). With ``isolate`` (the workload's name),
+    every compilation runs in a fresh process, which also reports its peak resident memory: no
+    other executable is alive, and the memory of one compilation cannot slow the next."""
+    params = None if isolate else jax.tree.map(jnp.asarray, _fill(shapes, 0, 1.0))
+    out: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders_ if c.tx is not None}
     for _ in range(reps):
         for c in contenders_:
             if c.tx is None:
                 continue
-            tx = c.tx
-
-            def step(params, state, grads, tx=tx):
-                updates, state = tx.update(grads, state, params)
-                return optax.apply_updates(params, updates), state
-
+            if isolate:
+                out[c.name].append(_child("--compile-child", c.name, isolate))
+                continue
             start = time.perf_counter()
-            jax.jit(step, donate_argnums=(0, 1)).lower(params, tx.init(params), params).compile()
-            out[c.name].append(time.perf_counter() - start)
+            jit = jax.jit(train_step(c.tx), donate_argnums=(0, 1))
+            jit.lower(params, c.tx.init(params), params).compile()
+            out[c.name].append({"seconds": time.perf_counter() - start})
     return out
+
+
+def compile_child(name: str, workload: str) -> None:
+    """In a fresh process: one compilation of ``name``'s step, its seconds and peak memory."""
+    known = {**workloads(True), **workloads(False)}
+    shapes = known[workload] if workload in known else uniform_tree(workload)
+    tx = {c.name: c for c in contenders(False)}[name].tx
+    params = jax.tree.map(jnp.asarray, _fill(shapes, 0, 1.0))
+    state = tx.init(params)
+    start = time.perf_counter()
+    jax.jit(train_step(tx), donate_argnums=(0, 1)).lower(params, state, params).compile()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak_rss": peak}))
+
+
+def _child(flag: str, name: str, workload: str) -> dict[str, Any]:
+    """Runs ``--memory-child`` or ``--compile-child`` in a fresh interpreter; its last line."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.step_time", flag, name, workload],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -398,14 +546,9 @@ def memory_child(name: str, workload: str) -> None:
     params = jax.tree.map(jnp.asarray, _fill(shapes, 0, 1.0))
     grads = jax.tree.map(jnp.asarray, _fill(shapes, 1, 1e-2))
     gc.collect()  # the host arrays _fill made
-    tx = contender.tx
-    state = tx.init(params)
-
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+    state = contender.tx.init(params)
+    step = jax.jit(train_step(contender.tx), donate_argnums=(0, 1))
+    compiled = step.lower(params, state, grads).compile()
     jax.block_until_ready((params, state, grads))
     _reset_peak()
     for _ in range(3):
@@ -421,17 +564,7 @@ def memory(workload: str) -> dict[str, Any]:
     for c in contenders(False):
         if c.tx is None:
             continue
-        out = (
-            subprocess.run(
-                [sys.executable, "-m", "benchmarks.step_time", "--memory-child", c.name, workload],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        r = json.loads(out)
+        r = _child("--memory-child", c.name, workload)
         r["peak_over_live"] = (r["peak"] - r["baseline"]) / r["live"]
         results[c.name] = r
         print(
@@ -452,14 +585,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip torch even if installed")
     parser.add_argument("--memory", action="store_true", help="peak memory instead of time")
     parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="each adamjax contender against its optax reference, interleaved step by step",
+    )
+    parser.add_argument(
         "--compile-only", type=int, metavar="REPS", help="only compile times, REPS times each"
     )
     parser.add_argument("--memory-workload", default="1x64M")
+    parser.add_argument(
+        "--isolate", action="store_true", help="with --compile-only: one process per compilation"
+    )
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--compile-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.memory_child:
         memory_child(*args.memory_child)
+        return
+    if args.compile_child:
+        compile_child(*args.compile_child)
         return
     info = machine()
     print(" ".join(f"{k}={v}" for k, v in info.items()))
@@ -480,7 +625,8 @@ def main(argv: list[str] | None = None) -> None:
     with_torch = _torch_available() and not args.no_torch
     selected = workloads(args.quick)
     if args.workloads:
-        selected = {k: v for k, v in selected.items() if k in args.workloads}
+        known = {**workloads(True), **workloads(False)}
+        selected = {k: known[k] if k in known else uniform_tree(k) for k in args.workloads}
     chosen = contenders(with_torch)
     if args.contenders:
         # The roofline anchors every row's ratio, so it always runs.
@@ -490,16 +636,32 @@ def main(argv: list[str] | None = None) -> None:
         path = args.out / f"compile_time_{tag}{suffix}.json"
         results = {}
         for name, shapes in selected.items():
-            times = compile_times(shapes, chosen, args.compile_only)
+            runs = compile_times(shapes, chosen, args.compile_only, name if args.isolate else None)
             base = {c.name: c.reference for c in chosen}
-            results[name] = {"leaves": len(shapes), "seconds": times}
+            results[name] = {"leaves": len(shapes), "isolated": args.isolate, "runs": runs}
             print(f"\n**{name}** compile seconds (median of {args.compile_only})\n")
-            print("| contender | compile s | x optax |\n|---|---:|---:|")
-            for c, t in times.items():
-                ref = statistics.median(times[base[c]]) if base.get(c) in times else None
-                med = statistics.median(t)
-                print(f"| {c} | {med:.2f} | {_fmt(med / ref if ref else None, '.2f')} |")
+            print("| contender | compile s | x optax | peak RSS GB |\n|---|---:|---:|---:|")
+            med = {c: statistics.median(r["seconds"] for r in rs) for c, rs in runs.items()}
+            for c, rs in runs.items():
+                ref = med.get(base[c]) if base.get(c) else None
+                peak = max(r.get("peak_rss", float("nan")) for r in rs) / 1e9
+                print(f"| {c} | {med[c]:.2f} | {_fmt(med[c] / ref if ref else None, '.2f')} "
+                      f"| {_fmt(peak, '.1f')} |")  # fmt: skip
         path.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
+        print(f"\nwrote {path}")
+        return
+    if args.pairs:
+        rounds, steps = args.rounds or (4 if args.quick else 8), args.steps or 8
+        path = args.out / f"step_pairs_{tag}{suffix}.json"
+        results = {}
+        for name, shapes in selected.items():
+            start = time.perf_counter()
+            print(f"\n**{name}** ({len(shapes)} leaves, {count(shapes):,} float32 parameters)")
+            print(f"{rounds} rounds of {steps} interleaved steps\n\n{PAIRS_HEADER}", flush=True)
+            results[name] = run_pairs(name, shapes, chosen, rounds, steps)
+            print(f"({time.perf_counter() - start:.0f} s)", flush=True)
+            path.write_text(json.dumps({"machine": info, "rounds": rounds, "steps": steps,
+                                        "results": results}, indent=2) + "\n")  # fmt: skip
         print(f"\nwrote {path}")
         return
     path = args.out / f"step_time_{tag}{suffix}.json"
