@@ -3,6 +3,8 @@
 Layers, bottom up:
 
 * :mod:`adamjax.moments`: the shared moment maths (EMA, bias correction, eps placement);
+* :mod:`adamjax.codecs`: how moments are stored (``mu_dtype``/``nu_dtype``): a dtype, bfloat16
+  with stochastic rounding (``stochastic_bf16``) or 8-bit block-wise quantization (``q8``);
 * :mod:`adamjax.transform`: the chainable pieces (``scale_by_adam``, ``scale_by_amsgrad``,
   ``scale_by_nadam``, ``scale_by_adamax``, ``scale_by_radam``, ``add_decayed_weights``);
 * :mod:`adamjax.alias`: ``adam``, ``adamw``, ``amsgrad``, ``nadam``, ``adamax``, ``radam``, each a
@@ -16,9 +18,16 @@ Layers, bottom up:
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
 """
 
-from adamjax import moments
+from adamjax import codecs, moments
 from adamjax.alias import adam, adamax, adamw, amsgrad, nadam, radam
 from adamjax.bounded import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
+from adamjax.codecs import (
+    QuantizedArray,
+    StochasticRoundingState,
+    q8,
+    stochastic_bf16,
+    stochastic_rounding,
+)
 from adamjax.factored import (
     ClipByBlockRmsState,
     ScaleByFactoredRmsState,
@@ -55,6 +64,7 @@ __all__ = [
     "ClipByBlockRmsState",
     "DiagnosticsState",
     "History",
+    "QuantizedArray",
     "ScaleByAdaBoundState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
@@ -64,6 +74,7 @@ __all__ = [
     "ScaleByNadamState",
     "ScaleByRadamState",
     "ScaleBySwatsState",
+    "StochasticRoundingState",
     "__version__",
     "adabound",
     "adabound_bounds",
@@ -76,9 +87,11 @@ __all__ = [
     "beta1_cyclic",
     "beta1_decay",
     "clip_by_block_rms",
+    "codecs",
     "diagnostics",
     "moments",
     "nadam",
+    "q8",
     "radam",
     "relative_step_schedule",
     "scale_by_adabound",
@@ -90,6 +103,8 @@ __all__ = [
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_swats",
+    "stochastic_bf16",
+    "stochastic_rounding",
     "swats",
     "with_diagnostics",
 ]

@@ -8,18 +8,21 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from adamjax import moments
+from adamjax import codecs, moments
 
 
-def zeros_moment(params: Any, requested_dtype: Any | None, *, real: bool) -> Any:
-    """Returns a zero moment per parameter leaf, in the dtype ``moments.storage_dtype`` picks.
+def zeros_moment(params: Any, requested: Any | None, *, real: bool) -> Any:
+    """Returns a zero moment per parameter leaf, stored as ``requested`` says: ``None`` or a
+    dtype (``moments.storage_dtype`` picks the dtype) or a :class:`~adamjax.codecs.MomentFormat`.
 
-    Works on concrete arrays and on abstract ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``).
+    ``real`` marks a second moment (real and non-negative: an unsigned 8-bit map). Works on
+    concrete arrays and on abstract ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``).
     """
+    fmt = codecs.format_of(requested)
 
-    def zeros(p: Any) -> jax.Array:
+    def zeros(p: Any) -> Any:
         dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
-        return jnp.zeros(jnp.shape(p), moments.storage_dtype(dtype, requested_dtype, real=real))
+        return fmt.init(jnp.shape(p), jnp.dtype(dtype), signed=not real)
 
     return jax.tree.map(zeros, params)
 
@@ -32,13 +35,19 @@ def scalar_dtype(params: Any) -> jnp.dtype:
     return moments.real_dtype(moments.compute_dtype(*dtypes))
 
 
-def map_unzip(fn: Callable[..., tuple[Any, ...]], n_out: int, tree: Any, *rest: Any) -> tuple:
+def map_unzip(
+    fn: Callable[..., tuple[Any, ...]], n_out: int, tree: Any, *rest: Any, indexed: bool = False
+) -> tuple:
     """Maps ``fn`` over the leaves of ``tree`` and ``rest`` and returns ``n_out`` trees.
 
     ``fn`` returns a tuple of ``n_out`` arrays per leaf; the result is one tree per tuple slot,
-    each with the structure of ``tree``. ``rest`` must have that structure too.
+    each with the structure of ``tree``. ``rest`` must have that structure too, down to
+    ``tree``'s leaves (a :class:`~adamjax.codecs.QuantizedArray` in ``rest`` is passed whole).
+    With ``indexed``, ``fn`` also gets the leaf's index in ``tree`` as its last argument.
     """
     leaves, treedef = jax.tree.flatten(tree)
     rest_leaves = [treedef.flatten_up_to(r) for r in rest]
+    if indexed:
+        rest_leaves.append(list(range(len(leaves))))
     outs = [fn(*args) for args in zip(leaves, *rest_leaves, strict=True)]
     return tuple(treedef.unflatten([out[i] for out in outs]) for i in range(n_out))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adamjax import moments
+from adamjax import codecs, moments
 
 
 def _is_concrete_number(value: Any) -> bool:
@@ -92,10 +92,18 @@ def check_bool(fn: str, name: str, value: Any) -> None:
         raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
 
 
+FORMAT_PIECES = "adam, adamw, amsgrad, nadam, adamax, radam and their scale_by_* pieces"
+
+
 def check_float_dtype(fn: str, name: str, value: Any) -> None:
     """Checks ``value`` is ``None`` or a real floating-point dtype usable for moment storage."""
     if value is None:
         return
+    if isinstance(value, codecs.MomentFormat):
+        raise TypeError(
+            f"{fn}: {name} must be None or a real floating-point dtype, got {value!r}; 8-bit "
+            f"and stochastically rounded moments are supported by {FORMAT_PIECES}."
+        )
     try:
         dtype = jnp.dtype(value)
     except TypeError:
@@ -131,7 +139,9 @@ def check_tree_match(
     Runs at trace time only (structures and shapes are static), so it costs nothing in a jitted
     step. The message shows both structures instead of a bare ``tree_map`` traceback.
     """
-    got, want = jax.tree.structure(updates), jax.tree.structure(reference)
+    # A quantized moment (codes and scales) stands for one leaf of the updates.
+    got = jax.tree.structure(updates)
+    want = jax.tree.structure(reference, is_leaf=codecs.is_quantized)
     if got != want:
         raise ValueError(
             f"{fn}: the updates' tree structure does not match the {what}.\n"
@@ -141,7 +151,9 @@ def check_tree_match(
             "Call init() on params shaped like the gradients."
         )
     pairs = zip(
-        jax.tree_util.tree_flatten_with_path(updates)[0], jax.tree.leaves(reference), strict=True
+        jax.tree_util.tree_flatten_with_path(updates)[0],
+        jax.tree.leaves(reference, is_leaf=codecs.is_quantized),
+        strict=True,
     )
     for (path, u), r in pairs:
         if jnp.shape(u) != jnp.shape(r):
@@ -151,14 +163,39 @@ def check_tree_match(
             )
 
 
+def check_moment_format(fn: str, name: str, value: Any) -> None:
+    """Checks a ``mu_dtype``/``nu_dtype`` that may also be a :class:`~adamjax.codecs.
+    MomentFormat` (``adamjax.q8()``, ``adamjax.stochastic_bf16()``)."""
+    if isinstance(value, codecs.MomentFormat):
+        return
+    try:
+        check_float_dtype(fn, name, value)
+    except ValueError:
+        raise ValueError(
+            f"{fn}: {name} must be None, a real floating-point dtype such as jnp.bfloat16, "
+            f"adamjax.q8() or adamjax.stochastic_bf16(), got {value!r}"
+        ) from None
+
+
 def check_moment_hyperparams(
-    fn: str, b1: Any, b2: Any, eps: Any, eps_root: Any, eps_mode: Any, mu_dtype: Any, nu_dtype: Any
+    fn: str,
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+    eps_mode: Any,
+    mu_dtype: Any,
+    nu_dtype: Any,
+    *,
+    formats_ok: bool = True,
 ) -> None:
-    """Checks the options every Adam-family moment piece shares."""
+    """Checks the options every Adam-family moment piece shares (``formats_ok``: whether the
+    piece stores moments in :mod:`adamjax.codecs` formats, or only in dtypes)."""
     check_unit_interval(fn, "b1", b1, schedule_ok=True)
     check_unit_interval(fn, "b2", b2, schedule_ok=True)
     check_non_negative(fn, "eps", eps)
     check_non_negative(fn, "eps_root", eps_root)
     check_choice(fn, "eps_mode", eps_mode, moments.EPS_MODES)
-    check_float_dtype(fn, "mu_dtype", mu_dtype)
-    check_float_dtype(fn, "nu_dtype", nu_dtype)
+    check = check_moment_format if formats_ok else check_float_dtype
+    check(fn, "mu_dtype", mu_dtype)
+    check(fn, "nu_dtype", nu_dtype)

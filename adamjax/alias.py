@@ -92,8 +92,10 @@ def adam(
       amsgrad: keep a running maximum of the second moment.
       max_of: with ``amsgrad``: ``"raw"`` (torch, Keras) or ``"corrected"`` (optax).
       eps_mode: ``"paper"`` (torch, optax) or ``"hat"`` (Keras, TensorFlow).
-      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
-      nu_dtype: storage dtype of the second moment(s); ``None`` follows the params.
+      mu_dtype: storage of the first moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of the second moment(s); ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``: ``chain(scale_by_adam | scale_by_amsgrad,
@@ -209,8 +211,10 @@ def adamw(
       amsgrad: keep a running maximum of the second moment.
       max_of: with ``amsgrad``: ``"raw"`` (torch, Keras) or ``"corrected"`` (optax).
       eps_mode: ``"paper"`` (torch, optax) or ``"hat"`` (Keras ``AdamW``, with eps=1e-7).
-      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
-      nu_dtype: storage dtype of the second moment(s); ``None`` follows the params.
+      mu_dtype: storage of the first moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of the second moment(s); ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``: ``chain(scale_by_adam | scale_by_amsgrad,
@@ -283,8 +287,10 @@ def amsgrad(
       schedule_multiplier: the schedule multiplier for ``"schedule"`` scaling.
       nesterov: Dozat's Nesterov look-ahead of the first moment.
       eps_mode: ``"paper"`` (torch, optax) or ``"hat"`` (Keras, TensorFlow).
-      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
-      nu_dtype: storage dtype of ``nu`` and ``nu_max``; ``None`` follows the params.
+      mu_dtype: storage of the first moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of ``nu`` and ``nu_max``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``: ``chain(scale_by_amsgrad,
@@ -376,8 +382,10 @@ def nadam(
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       eps_root: added inside the square root, >= 0.
       eps_mode: ``"paper"`` (torch) or ``"hat"``.
-      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
-      nu_dtype: storage dtype of the second moment; ``None`` follows the params.
+      mu_dtype: storage of the first moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of the second moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``: ``chain(add_decayed_weights, scale_by_nadam,
@@ -437,8 +445,10 @@ def adamax(
         the Adamax step instead (``optax.adamaxw``).
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
-      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
-      nu_dtype: storage dtype of the infinity norm; ``None`` follows the params.
+      mu_dtype: storage of the first moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of the infinity norm; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` chaining :func:`~adamjax.scale_by_adamax` with
@@ -502,8 +512,10 @@ def radam(
         \eta_t\lambda\theta` (torch's ``decoupled_weight_decay=True``).
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       eps_mode: ``"hat"`` (torch, authors) or ``"paper"`` (optax).
-      mu_dtype: storage dtype of the first moment; ``None`` follows the params.
-      nu_dtype: storage dtype of the second moment; ``None`` follows the params.
+      mu_dtype: storage of the first moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of the second moment; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` chaining :func:`~adamjax.scale_by_radam` with

@@ -82,7 +82,7 @@ import numpy as np
 import optax
 
 from adamjax import _validation as v
-from adamjax import bounded, factored, moments, switching, transform
+from adamjax import bounded, codecs, factored, moments, switching, transform
 
 
 class DiagnosticsState(NamedTuple):
@@ -325,6 +325,17 @@ _VIEWS: dict[type, Callable[[Any, Any], _View]] = {
 }
 
 
+def _decoded(state: Any) -> Any:
+    """``state`` with its quantized moments (:mod:`adamjax.codecs`) decoded to float32 arrays,
+    so that every view reads plain arrays shaped like the params."""
+    fields = {
+        name: codecs.load_tree(getattr(state, name))
+        for name in ("mu", "nu", "nu_max")
+        if getattr(state, name, None) is not None
+    }
+    return state._replace(**fields) if fields else state
+
+
 def _is_inject_state(node: Any) -> bool:
     return isinstance(node, tuple) and hasattr(node, "hyperparams") and hasattr(node, "inner_state")
 
@@ -546,7 +557,7 @@ def with_diagnostics(
             default_lr = default_lr(count - 1)
         _find_views(inner_state, default_lr, found)
         for state, lr in found:
-            view = _VIEWS[type(state)](state, grads)
+            view = _VIEWS[type(state)](_decoded(state), grads)
             _pool_view(view, lr, pools, per_leaf, edges)
         for prefix, accumulated in pools.items():
             for key, value in accumulated.result().items():

@@ -189,7 +189,7 @@ def _check_hyperparams(
     nu_dtype: Any,
 ) -> None:
     v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
-    v.check_moment_hyperparams(fn, b1, b2, eps, 0.0, eps_mode, mu_dtype, nu_dtype)
+    v.check_moment_hyperparams(fn, b1, b2, eps, 0.0, eps_mode, mu_dtype, nu_dtype, formats_ok=False)
     v.check_positive(fn, "switch_tol", switch_tol)
     v.check_non_negative(fn, "switch_rtol", switch_rtol)
     v.check_choice(fn, "granularity", granularity, GRANULARITIES)

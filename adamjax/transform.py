@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _tree, moments
+from adamjax import _tree, codecs, moments
 from adamjax import _validation as v
 
 ScalarOrSchedule = float | jax.Array | optax.Schedule
@@ -158,8 +158,10 @@ def scale_by_adam(
         through the update, e.g. in meta-learning), >= 0.
       nesterov: use Dozat's Nesterov look-ahead of the first moment.
       eps_mode: ``"paper"`` (torch.optim, optax) or ``"hat"`` (Keras, TensorFlow).
-      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
-      nu_dtype: storage dtype of ``nu``; ``None`` follows the params (real part for complex).
+      mu_dtype: storage of ``mu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of ``nu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAdamState`. Updates
@@ -185,15 +187,17 @@ def scale_by_adam(
         del params
         v.check_tree_match(fn, updates, state.mu)
         d1, d2, ahead = _step_decays(b1, b2, state, nesterov)
+        out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
-        def leaf(g, m, nu):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+        def leaf(g, m, nu, i):
+            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
+                                                   d2.rate)  # fmt: skip
             v_hat = d2.corrected(v_t)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
             u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
-            return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
+            return u.astype(g.dtype), out.store(0, m_t, m, i), out.store(1, v_t, nu, i)
 
-        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu, indexed=True)
         last = _record(d1, d2, eps, eps_root, eps_mode, state)
         return updates, ScaleByAdamState(d1.count, mu, nu, d1.correction, d2.correction, last)
 
@@ -235,8 +239,10 @@ def scale_by_amsgrad(
       max_of: ``"raw"`` or ``"corrected"``, see above.
       eps_mode: ``"paper"`` or ``"hat"``, see :func:`scale_by_adam`.
       nesterov: use Dozat's Nesterov look-ahead of the first moment.
-      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
-      nu_dtype: storage dtype of ``nu`` and ``nu_max``; ``None`` follows the params.
+      mu_dtype: storage of ``mu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of ``nu`` and ``nu_max``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAmsgradState`.
@@ -272,25 +278,28 @@ def scale_by_amsgrad(
         del params
         v.check_tree_match(fn, updates, state.mu)
         d1, d2, ahead = _step_decays(b1, b2, state, nesterov)
+        out = codecs.Writer(d1.count, mu_dtype, nu_dtype, nu_dtype)
 
-        def leaf(g, m, nu, nu_max):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+        def leaf(g, m, nu, nu_max, i):
+            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
+                                                   d2.rate)  # fmt: skip
+            previous = codecs.load(nu_max).astype(v_t.dtype)
             if max_of == "raw":
-                v_max = jnp.maximum(nu_max.astype(v_t.dtype), v_t)
+                v_max = jnp.maximum(previous, v_t)
                 v_hat = d2.corrected(v_max)
             else:
-                v_max = v_hat = jnp.maximum(nu_max.astype(v_t.dtype), d2.corrected(v_t))
+                v_max = v_hat = jnp.maximum(previous, d2.corrected(v_t))
             m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
             u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             return (
                 u.astype(g.dtype),
-                m_t.astype(m.dtype),
-                v_t.astype(nu.dtype),
-                v_max.astype(nu_max.dtype),
+                out.store(0, m_t, m, i),
+                out.store(1, v_t, nu, i),
+                out.store(2, v_max, nu_max, i),
             )
 
         updates, mu, nu, nu_max = _tree.map_unzip(
-            leaf, 4, updates, state.mu, state.nu, state.nu_max
+            leaf, 4, updates, state.mu, state.nu, state.nu_max, indexed=True
         )
         dtype = state.last_step.m_correction.dtype
         max_correction = d2.bias_correction(dtype) if max_of == "raw" else 1
@@ -445,8 +454,10 @@ def scale_by_nadam(
       eps_root: added inside the square root, >= 0.
       momentum_decay: :math:`\psi`, >= 0 (torch's ``momentum_decay``).
       eps_mode: ``"paper"`` (torch) or ``"hat"``, see :func:`scale_by_adam`.
-      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
-      nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
+      mu_dtype: storage of ``mu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of ``nu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByNadamState`.
@@ -483,15 +494,17 @@ def scale_by_nadam(
         mu_t = moments.step_decay(schedule, state.count, state.momentum_correction)
         mu_next = moments.step_decay(schedule, mu_t.count, mu_t.correction)
         d1, d2, _ = _step_decays(b1, b2, state, False)
+        out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
-        def leaf(g, m, nu):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+        def leaf(g, m, nu, i):
+            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
+                                                   d2.rate)  # fmt: skip
             v_hat = d2.corrected(v_t)
             m_bar = moments.first_moment_estimate(m_t, g_c, mu_t, mu_next)
             u = moments.direction(m_bar, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
-            return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
+            return u.astype(g.dtype), out.store(0, m_t, m, i), out.store(1, v_t, nu, i)
 
-        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu, indexed=True)
         last = _record(d1, d2, eps, eps_root, eps_mode, state)
         return updates, ScaleByNadamState(
             mu_t.count, mu, nu, mu_t.correction, d1.correction, d2.correction, last
@@ -555,8 +568,10 @@ def scale_by_adamax(
       b2: :math:`\beta_2`, in [0, 1), or a schedule.
       eps: see ``eps_mode``, >= 0.
       eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
-      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
-      nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
+      mu_dtype: storage of ``mu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of ``nu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByAdamaxState`.
@@ -589,16 +604,18 @@ def scale_by_adamax(
         v.check_tree_match(fn, updates, state.mu)
         d1 = moments.step_decay(b1, state.count, state.b1_correction)
         b2_t = moments.rate_at(b2, state.count)
+        out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
-        def leaf(g, m, nu):
+        def leaf(g, m, nu, i):
             # The first moment is Adam's; the second moment is replaced by the infinity norm.
-            g_c, m_t = moments.update_first_moment(g, m, d1.rate, nu.dtype)
-            u_t = moments.update_infinity_norm(g_c, nu, b2_t, eps_in_max)
+            m_in, nu_in = codecs.load(m), codecs.load(nu)
+            g_c, m_t = moments.update_first_moment(g, m_in, d1.rate, nu_in.dtype)
+            u_t = moments.update_infinity_norm(g_c, nu_in, b2_t, eps_in_max)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1)
             u = moments.infinity_norm_direction(m_hat, u_t, eps_outside)
-            return u.astype(g.dtype), m_t.astype(m.dtype), u_t.astype(nu.dtype)
+            return u.astype(g.dtype), out.store(0, m_t, m, i), out.store(1, u_t, nu, i)
 
-        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu, indexed=True)
         last = _record(d1, None, eps_outside, 0.0, "paper", state)
         return updates, ScaleByAdamaxState(d1.count, mu, nu, d1.correction, last)
 
@@ -690,8 +707,10 @@ def scale_by_radam(
       threshold: the :math:`\rho_t` above which the adaptive step is used, >= 4 (torch, optax:
         5; paper: 4).
       eps_mode: ``"hat"`` (torch, authors' code) or ``"paper"`` (optax).
-      mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
-      nu_dtype: storage dtype of ``nu``; ``None`` follows the params.
+      mu_dtype: storage of ``mu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
+      nu_dtype: storage of ``nu``; ``None`` follows the params; also a float
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`ScaleByRadamState`.
@@ -718,9 +737,11 @@ def scale_by_radam(
         d1, d2, _ = _step_decays(b1, b2, state, False)
         dtype = state.rectification.dtype
         rho, rectification = radam_rectification(b2, d2.count, dtype)
+        out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
-        def leaf(g, m, nu):
-            g_c, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
+        def leaf(g, m, nu, i):
+            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
+                                                   d2.rate)  # fmt: skip
             rho_t, rect = radam_rectification(b2, d2.count, v_t.dtype)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1)
             v_hat = d2.corrected(v_t)
@@ -728,9 +749,9 @@ def scale_by_radam(
                 m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode
             )
             u = jnp.where(rho_t > threshold, rect * adaptive, m_hat)
-            return u.astype(g.dtype), m_t.astype(m.dtype), v_t.astype(nu.dtype)
+            return u.astype(g.dtype), out.store(0, m_t, m, i), out.store(1, v_t, nu, i)
 
-        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu)
+        updates, mu, nu = _tree.map_unzip(leaf, 3, updates, state.mu, state.nu, indexed=True)
         last = _record(d1, d2, eps, eps_root, eps_mode, state)
         taken = jnp.where(rho > threshold, rectification, 0).astype(dtype)
         return updates, ScaleByRadamState(

@@ -1,0 +1,487 @@
+r"""How optimizer moments are stored: a dtype, bfloat16 with stochastic rounding, or 8 bits.
+
+Every Adam-family piece takes ``mu_dtype`` and ``nu_dtype``. Each accepts:
+
+* ``None``: store the moment in the params' dtype (the real part's, for a real moment);
+* a floating dtype such as ``jnp.bfloat16`` or ``jnp.float16``: store it in that dtype, rounding
+  to nearest;
+* :func:`stochastic_bf16`: store it in bfloat16, rounding stochastically;
+* :func:`q8`: store it in 8 bits per entry, quantized block-wise (Dettmers et al. 2022).
+
+Whatever the storage, a piece loads its moments into float32 (or wider), computes the step there
+and stores the new moments back, all inside the one jitted update.
+
+8-bit block-wise quantization
+-----------------------------
+
+A leaf of at least ``min_size`` entries is stored as a :class:`QuantizedArray`: a ``uint8`` code
+per entry, in an array of the param's own shape, and a float32 scale per block. Blocks run along
+the last axis, ``block_size`` entries each (or the whole axis when it is shorter); when the axis
+is not a multiple of the block size, the last block of each row is shorter. A block's scale is
+the largest magnitude in it, so the entries divided by it lie in [-1, 1], and each is replaced by
+the code of a value of a 256-entry map:
+
+* ``"dynamic"`` (the default): the dynamic tree map of Dettmers et al. A magnitude
+  :math:`a \in [10^{-7}, 1)` is written as :math:`10^{-e} q` with the decade :math:`e \in \{0,
+  \dots, 6\}` and :math:`q \in [0.1, 1)`; decade :math:`e` splits [0.1, 1) into
+  :math:`2^{6-e}` equal bins (signed map, which also keeps a sign) or :math:`2^{7-e}` bins
+  (unsigned map, for second moments, which are never negative), and the map's values are the
+  bins' midpoints, plus 0 and 1. Each entry is rounded to the nearest value. So the relative
+  precision is finest for the largest entries of a block, and entries six decades below the
+  block's largest still keep a nonzero value.
+* ``"linear"``: 255 evenly spaced values in [-1, 1] (signed) or 256 in [0, 1] (unsigned), each
+  entry rounded to the nearest.
+
+First moments use the signed map and second moments (and AMSGrad's running maximum) the unsigned
+one. Leaves smaller than ``min_size`` keep float32 moments, where 8 bits would save little and
+the scales would cost more.
+
+The layout keeps every code in its param's position, so a param sharded with
+``jax.sharding.NamedSharding`` along its leading axes has its codes and scales sharded the same
+way, and each shard is quantized on its own: the update needs no collectives. Along the last
+axis the same holds when each shard's length is a multiple of ``block_size``.
+
+Stochastic rounding
+-------------------
+
+Rounding to nearest loses every increment smaller than half a unit in the last place, and a
+moving average with :math:`\beta_2 = 0.999` adds increments of :math:`10^{-3}` of its value, below
+bfloat16's resolution of :math:`2^{-8}`. Stochastic rounding rounds up with probability equal to
+the distance to the value below, so the stored value is right on average. The random bits come
+from ``jax.random.key(seed)`` folded with the step count, the leaf's index and the moment, so a
+run is deterministic and a restart from a checkpoint continues it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from adamjax import moments
+
+MAPPINGS: tuple[str, ...] = ("dynamic", "linear")
+
+# Decades of the dynamic map: magnitudes down to 10**-DECADES of the block's largest are kept.
+_DECADES = 7
+
+
+# ---- the 256-entry maps ---------------------------------------------------------------------
+
+
+def _dynamic_magnitudes(signed: bool) -> np.ndarray:
+    """The map's nonzero magnitudes below 1, ascending: per decade e (0 = the largest), the
+    midpoints of 2**(6-e) (signed) or 2**(7-e) (unsigned) equal bins of [0.1, 1), times 10**-e."""
+    values = []
+    for e in range(_DECADES):
+        bins = 2 ** (_DECADES - 1 - e + (0 if signed else 1))
+        values.append(10.0**-e * (0.1 + 0.9 * (np.arange(bins) + 0.5) / bins))
+    return np.sort(np.concatenate(values))
+
+
+def code_table(mapping: str, signed: bool) -> np.ndarray:
+    """The float32 value of each of the 256 codes, ascending (the last entry is 1).
+
+    Signed dynamic: 127 negative values, 0 (code 127), 127 positive values, 1 (code 255).
+    Unsigned dynamic: 0 (code 0), 254 positive values, 1. Linear signed: ``(c - 127) / 127``
+    for codes 0..254 (code 255 repeats 1); linear unsigned: ``c / 255``.
+    """
+    if mapping == "dynamic":
+        pos = _dynamic_magnitudes(signed)
+        parts = [-pos[::-1], [0.0], pos, [1.0]] if signed else [[0.0], pos, [1.0]]
+        table = np.concatenate(parts)
+    elif signed:
+        table = np.append((np.arange(255) - 127) / 127, 1.0)
+    else:
+        table = np.arange(256) / 255
+    assert table.shape == (256,)
+    return table.astype(np.float32)
+
+
+def _zero_code(mapping: str, signed: bool) -> int:
+    return 127 if signed else 0
+
+
+def _encode_dynamic(a: jax.Array, negative: jax.Array | None, signed: bool) -> jax.Array:
+    """Codes of magnitudes ``a`` in [0, 1] (``negative``: their signs, for the signed map), each
+    the code of the nearest value of the map.
+
+    No table is searched: the decade comes from seven comparisons and the bin from arithmetic.
+    In decade e, with n = 2**(6-e) bins (2**(7-e) unsigned), the magnitudes of the decades below
+    come first in the ascending table, n - 1 of them (n - 2 unsigned). The bin's midpoint is the
+    nearest value except just above a decade's lower edge, where the top value of the decade
+    below (or 0, below the last decade) can be nearer; that case steps one code down.
+    """
+    thresholds = [10.0**-j for j in range(1, _DECADES + 1)]
+    e = sum((a < t).astype(jnp.int32) for t in thresholds)  # 0..7; 7 means below 1e-7: zero
+    top = _DECADES - 1 + (0 if signed else 1)
+    bins = jnp.left_shift(jnp.int32(1), jnp.maximum(top - e, 0))
+    n = bins.astype(a.dtype)
+    powers = jnp.asarray([10.0**j for j in range(_DECADES + 1)], jnp.float32)
+    q = a * powers[e]  # in [0.1, 1) within the decade
+    k = jnp.clip(jnp.floor((q - 0.1) * (n / 0.9)).astype(jnp.int32), 0, bins - 1)
+    middle = 0.1 + 0.9 * (k.astype(a.dtype) + 0.5) / n
+    # The top value of the decade below (it has n / 2 bins), in this decade's units.
+    below = jnp.where(e < _DECADES - 1, (1 - 0.9 / n) / 10, 0)
+    down = (k == 0) & (q - below < middle - q)
+    position = bins - (1 if signed else 2) + k - down.astype(jnp.int32)
+    # Round to 1 when closer to it than to the top bin's midpoint.
+    top_mid = 1 - 0.45 / 2**top
+    one = a >= (1 + top_mid) / 2
+    if signed:
+        code = jnp.where(negative, 126 - position, 128 + position)
+        code = jnp.where(one & ~negative, 255, code)
+        code = jnp.where(e == _DECADES, 127, code)
+    else:
+        code = jnp.where(one, 255, 1 + position)
+        code = jnp.where(e == _DECADES, 0, code)
+    return code.astype(jnp.uint8)
+
+
+def _encode_linear(x: jax.Array, signed: bool) -> jax.Array:
+    """Codes of ``x`` in [-1, 1] (signed) or [0, 1], rounded to the nearest value."""
+    if signed:
+        return (jnp.round(jnp.clip(x, -1, 1) * 127) + 127).astype(jnp.uint8)
+    return jnp.round(jnp.clip(x, 0, 1) * 255).astype(jnp.uint8)
+
+
+# ---- blocks ---------------------------------------------------------------------------------
+
+
+def block_layout(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
+    """Returns ``(block, blocks)``: the entries per block along the last axis and the number of
+    blocks per row (the scale's last dimension). A scalar counts as one entry."""
+    last = shape[-1] if shape else 1
+    block = max(1, min(block_size, last))
+    return block, -(-last // block)
+
+
+def _to_blocks(x: jax.Array, block: int, blocks: int) -> jax.Array:
+    """``(..., L)`` -> ``(..., blocks, block)``, zero-padding the last block of each row."""
+    x = x.reshape(x.shape or (1,))
+    pad = blocks * block - x.shape[-1]
+    if pad:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+    return x.reshape((*x.shape[:-1], blocks, block))
+
+
+def _from_blocks(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    last = shape[-1] if shape else 1
+    x = x.reshape((*x.shape[:-2], -1))[..., :last]
+    return x.reshape(shape)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class QuantizedArray:
+    """A moment leaf stored in 8 bits: codes in the param's shape and a scale per block.
+
+    A plain pytree: ``codes`` and ``scale`` are its children (they checkpoint with orbax like any
+    array), and the mapping, sign and block size are static, so the array decodes without the
+    optimizer that wrote it (:func:`load`).
+
+    Attributes:
+      codes: ``uint8``, shaped like the param.
+      scale: float32, shaped ``param.shape[:-1] + (blocks,)`` (``(1,)`` for a scalar); the
+        largest magnitude of each block.
+      mapping: ``"dynamic"`` or ``"linear"``.
+      signed: whether the map holds negative values (first moments).
+      block_size: the requested block size (see :func:`block_layout` for the one used).
+    """
+
+    codes: jax.Array
+    scale: jax.Array
+    mapping: str = dataclasses.field(metadata={"static": True}, default="dynamic")
+    signed: bool = dataclasses.field(metadata={"static": True}, default=True)
+    block_size: int = dataclasses.field(metadata={"static": True}, default=256)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.codes.shape
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        """The dtype the moment decodes to."""
+        return jnp.dtype(jnp.float32)
+
+    @property
+    def size(self) -> int:
+        return self.codes.size
+
+    @property
+    def ndim(self) -> int:
+        return self.codes.ndim
+
+    @property
+    def nbytes(self) -> int:
+        return self.codes.nbytes + self.scale.nbytes
+
+
+def is_quantized(x: Any) -> bool:
+    """``is_leaf`` for tree functions that must treat a :class:`QuantizedArray` as one leaf."""
+    return isinstance(x, QuantizedArray)
+
+
+def quantize(
+    x: jax.Array, *, mapping: str = "dynamic", signed: bool = True, block_size: int = 256
+) -> QuantizedArray:
+    """Quantizes a real array block-wise to 8 bits (see the module docstring)."""
+    shape = x.shape
+    block, blocks = block_layout(shape, block_size)
+    xb = _to_blocks(x.astype(jnp.float32), block, blocks)
+    scale = jnp.max(jnp.abs(xb), axis=-1)
+    inverse = jnp.where(scale > 0, 1 / jnp.where(scale > 0, scale, 1), 0)[..., None]
+    if mapping == "linear":
+        codes = _encode_linear(xb * inverse, signed)
+    else:
+        negative = (xb < 0) if signed else None
+        codes = _encode_dynamic(jnp.abs(xb) * inverse, negative, signed)
+    return QuantizedArray(_from_blocks(codes, shape), scale, mapping, signed, block_size)
+
+
+def dequantize(q: QuantizedArray) -> jax.Array:
+    """The float32 values a :class:`QuantizedArray` stands for."""
+    table = jnp.asarray(code_table(q.mapping, q.signed))
+    block, blocks = block_layout(q.shape, q.block_size)
+    codes = _to_blocks(q.codes, block, blocks)
+    return _from_blocks(table[codes] * q.scale[..., None], q.shape)
+
+
+def load(x: Any) -> Any:
+    """A stored moment leaf as an array: decoded to float32 if quantized, else unchanged (the
+    pieces cast plain arrays to their compute dtype themselves)."""
+    return dequantize(x) if isinstance(x, QuantizedArray) else x
+
+
+def load_tree(tree: Any) -> Any:
+    """:func:`load` of every leaf of a moment tree."""
+    return jax.tree.map(load, tree, is_leaf=is_quantized)
+
+
+# ---- stochastic rounding --------------------------------------------------------------------
+
+
+def stochastic_round_bf16(x: jax.Array, key: jax.Array) -> jax.Array:
+    """Rounds float32 ``x`` to bfloat16, up or down with probabilities that make the result
+    unbiased: 16 random bits are added below bfloat16's last place and then truncated. NaN stays
+    NaN and infinities stay infinite."""
+    x = x.astype(jnp.float32)
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    noise = jax.random.bits(key, x.shape, jnp.uint32) & jnp.uint32(0xFFFF)
+    rounded = (bits + noise) & jnp.uint32(0xFFFF0000)
+    y = jax.lax.bitcast_convert_type(rounded, jnp.float32)
+    return jnp.where(jnp.isnan(x), x, y).astype(jnp.bfloat16)
+
+
+def step_key(seed: int, count: jax.Array, leaf: int, slot: int) -> jax.Array:
+    """The key of one leaf's moment at one step: ``seed``, then the step count, the leaf's index
+    in the tree and the moment's slot (0 for mu, 1 for nu, 2 for a running maximum)."""
+    key = jax.random.fold_in(jax.random.key(seed), count)
+    return jax.random.fold_in(key, leaf * 4 + slot)
+
+
+# ---- formats --------------------------------------------------------------------------------
+
+
+class MomentFormat:
+    """How a moment is stored; pass one as ``mu_dtype``/``nu_dtype``. Subclasses: the result of
+    :func:`q8` and of :func:`stochastic_bf16`."""
+
+    needs_key = False
+
+    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
+        raise NotImplementedError
+
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Q8(MomentFormat):
+    """8-bit block-wise quantized moments; build it with :func:`q8`."""
+
+    block_size: int = 256
+    mapping: str = "dynamic"
+    min_size: int = 4096
+
+    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
+        if jnp.issubdtype(param_dtype, jnp.complexfloating):
+            raise TypeError(
+                "q8: 8-bit moments are for real params, got a complex leaf; use mu_dtype=None or "
+                "a complex-capable dtype for complex params"
+            )
+        dtype = jnp.result_type(jnp.float32, param_dtype)
+        if math.prod(shape) < self.min_size:
+            return jnp.zeros(shape, dtype)
+        _, blocks = block_layout(shape, self.block_size)
+        zero = _zero_code(self.mapping, signed)
+        return QuantizedArray(
+            jnp.full(shape, zero, jnp.uint8),
+            jnp.zeros((*shape[:-1], blocks) if shape else (1,), jnp.float32),
+            self.mapping,
+            signed,
+            self.block_size,
+        )
+
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+        del key
+        if isinstance(like, QuantizedArray):
+            return quantize(x, mapping=like.mapping, signed=like.signed,
+                            block_size=like.block_size)  # fmt: skip
+        return x.astype(like.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class StochasticBF16(MomentFormat):
+    """bfloat16 moments written with stochastic rounding; build it with :func:`stochastic_bf16`."""
+
+    seed: int = 0
+    needs_key = True
+
+    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
+        if jnp.issubdtype(param_dtype, jnp.complexfloating):
+            raise TypeError(
+                "stochastic_bf16: bfloat16 moments are for real params, got a complex leaf"
+            )
+        return jnp.zeros(shape, jnp.bfloat16)
+
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+        return stochastic_round_bf16(x, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cast(MomentFormat):
+    """A plain dtype (``None``: the params'), rounded to nearest: what a dtype argument means."""
+
+    dtype: Any = None
+
+    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
+        return jnp.zeros(shape, moments.storage_dtype(param_dtype, self.dtype, real=not signed))
+
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+        del key
+        y = x.astype(like.dtype)
+        if like.dtype == jnp.float16:
+            # float16 flushes magnitudes below 2**-25 to zero, and v = (1 - b2) g**2 gets there
+            # for |g| below about 5e-3. A zeroed v under a nonzero m would turn the step into
+            # m / eps; the smallest subnormal, with x's sign, keeps it bounded instead.
+            tiny = jnp.asarray(np.finfo(np.float16).smallest_subnormal, jnp.float16)
+            y = jnp.where((y == 0) & (x != 0), jnp.where(x > 0, tiny, -tiny), y)
+        return y
+
+
+def q8(block_size: int = 256, mapping: str = "dynamic", min_size: int = 4096) -> Q8:
+    """8-bit block-wise quantized moments, for ``mu_dtype=`` and ``nu_dtype=``.
+
+    Args:
+      block_size: entries per block along the last axis, an integer >= 1 (256 as in Dettmers et
+        al.); each block keeps a float32 scale, so the state costs ``1 + 4 / block_size`` bytes
+        per entry.
+      mapping: ``"dynamic"`` (the dynamic tree map) or ``"linear"``.
+      min_size: leaves with fewer entries keep float32 moments, an integer >= 0.
+
+    Example:
+      >>> tx = adamjax.adamw(1e-3, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8())
+    """
+    from adamjax import _validation as v
+
+    v.check_integer("q8", "block_size", block_size, minimum=1, array_ok=False)
+    v.check_choice("q8", "mapping", mapping, MAPPINGS)
+    v.check_integer("q8", "min_size", min_size, minimum=0, array_ok=False)
+    return Q8(int(block_size), mapping, int(min_size))
+
+
+def stochastic_bf16(seed: int = 0) -> StochasticBF16:
+    """bfloat16 moments written with stochastic rounding, for ``mu_dtype=`` and ``nu_dtype=``.
+
+    Args:
+      seed: an integer >= 0; the rounding of step ``t`` uses ``jax.random.key(seed)`` folded with
+        ``t``, the leaf and the moment, so two runs with one seed are bitwise equal.
+    """
+    from adamjax import _validation as v
+
+    v.check_integer("stochastic_bf16", "seed", seed, minimum=0, array_ok=False)
+    return StochasticBF16(int(seed))
+
+
+class Writer:
+    """Stores the moments of one update: ``store(slot, x, like, leaf)`` writes ``x`` the way
+    ``like`` (the leaf's previous value) is stored, in the format of ``slot`` (0: mu, 1: nu,
+    2: a running maximum), with the stochastic-rounding key of that step, leaf and slot."""
+
+    def __init__(self, count: jax.Array, *formats: Any):
+        self.count = count
+        self.formats = [format_of(f) for f in formats]
+
+    def store(self, slot: int, x: jax.Array, like: Any, leaf: int) -> Any:
+        fmt = self.formats[slot]
+        key = step_key(fmt.seed, self.count, leaf, slot) if fmt.needs_key else None
+        return fmt.store(x, like, key)
+
+
+def format_of(requested: Any) -> MomentFormat:
+    """The :class:`MomentFormat` a ``mu_dtype``/``nu_dtype`` argument stands for."""
+    return requested if isinstance(requested, MomentFormat) else Cast(requested)
+
+
+# ---- params ---------------------------------------------------------------------------------
+
+
+class StochasticRoundingState(NamedTuple):
+    """State of :func:`stochastic_rounding`: the int32 step ``count`` its keys fold in."""
+
+    count: jax.Array
+
+
+def stochastic_rounding(seed: int = 0) -> optax.GradientTransformation:
+    r"""Makes ``optax.apply_updates`` round bfloat16 params stochastically; last in a chain.
+
+    For every bfloat16 param :math:`p` with update :math:`u`, it returns the float32 update
+    :math:`\operatorname{SR}(p + u) - p`, where SR rounds the float32 sum to bfloat16 stochastically
+    (see :func:`stochastic_round_bf16`). ``optax.apply_updates`` adds it to :math:`p` in float32
+    and casts back, which lands exactly on :math:`\operatorname{SR}(p + u)`: an update smaller
+    than half of :math:`p`'s last place then moves :math:`p` with the right probability instead
+    of never. Leaves of other dtypes pass through unchanged.
+
+    Args:
+      seed: an integer >= 0; step ``t`` and leaf ``i`` use ``jax.random.key(seed)`` folded with
+        ``t`` and ``i``.
+
+    Example:
+      >>> tx = optax.chain(adamjax.adamw(1e-3), adamjax.stochastic_rounding(seed=0))
+      >>> updates, state = tx.update(grads, state, params)  # params are required
+      >>> params = optax.apply_updates(params, updates)
+    """
+    from adamjax import _validation as v
+
+    fn = "stochastic_rounding"
+    v.check_integer(fn, "seed", seed, minimum=0, array_ok=False)
+
+    def init_fn(params: optax.Params) -> StochasticRoundingState:
+        del params
+        return StochasticRoundingState(jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError(f"{fn}: update() needs params, to round p + u; pass params=")
+        v.check_tree_match(fn, updates, params, what="params")
+        count = optax.safe_increment(state.count)
+
+        def leaf(u, p, i):
+            if u is None or jnp.dtype(p.dtype) != jnp.bfloat16:
+                return u
+            exact = p.astype(jnp.float32) + u.astype(jnp.float32)
+            rounded = stochastic_round_bf16(exact, step_key(seed, count, i, 3))
+            return rounded.astype(jnp.float32) - p.astype(jnp.float32)
+
+        leaves, treedef = jax.tree.flatten(updates)
+        params_leaves = treedef.flatten_up_to(params)
+        out = [leaf(u, p, i) for i, (u, p) in enumerate(zip(leaves, params_leaves, strict=True))]
+        return treedef.unflatten(out), StochasticRoundingState(count)
+
+    return optax.GradientTransformation(init_fn, update_fn)
