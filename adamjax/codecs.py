@@ -96,9 +96,10 @@ def code_table(mapping: str, signed: bool) -> np.ndarray:
         parts = [-pos[::-1], [0.0], pos, [1.0]] if signed else [[0.0], pos, [1.0]]
         table = np.concatenate(parts)
     elif signed:
-        table = np.append((np.arange(255) - 127) / 127, 1.0)
+        c = np.arange(256, dtype=np.float32)
+        table = np.minimum((c - np.float32(127)) * np.float32(1 / 127), np.float32(1))
     else:
-        table = np.arange(256) / 255
+        table = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
     assert table.shape == (256,)
     return table.astype(np.float32)
 
@@ -234,7 +235,7 @@ def quantize(
     shape = x.shape
     block, blocks = block_layout(shape, block_size)
     xb = _to_blocks(x.astype(jnp.float32), block, blocks)
-    scale = jnp.max(jnp.abs(xb), axis=-1)
+    scale = jnp.maximum(jnp.max(xb, axis=-1), -jnp.min(xb, axis=-1))
     inverse = jnp.where(scale > 0, 1 / jnp.where(scale > 0, scale, 1), 0)[..., None]
     if mapping == "linear":
         codes = _encode_linear(xb * inverse, signed)
@@ -244,18 +245,55 @@ def quantize(
     return QuantizedArray(_from_blocks(codes, shape), scale, mapping, signed, block_size)
 
 
+def _lookup(table: jax.Array, codes: jax.Array) -> jax.Array:
+    """``table[codes]`` as a gather whose output has ``codes``' shape (``table[codes]`` gives
+    XLA a gather of shape ``[n, 1]``, which its CPU backend then bitcasts to the block shape
+    inside every consumer: several times slower)."""
+    dims = jax.lax.GatherDimensionNumbers(
+        offset_dims=(), collapsed_slice_dims=(0,), start_index_map=(0,)
+    )
+    return jax.lax.gather(
+        table,
+        codes[..., None].astype(jnp.int32),
+        dims,
+        slice_sizes=(1,),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
+
+
+def _decode(codes: jax.Array, mapping: str, signed: bool) -> jax.Array:
+    """The map's value of each code: a table lookup for the dynamic map, arithmetic for the
+    linear one (the same float32 operations as :func:`code_table`, so the same values)."""
+    if mapping == "dynamic":
+        return _lookup(jnp.asarray(code_table(mapping, signed)), codes)
+    c = codes.astype(jnp.float32)
+    if signed:
+        return jnp.minimum((c - 127) * np.float32(1 / 127), 1.0)
+    return c * np.float32(1 / 255)
+
+
 def dequantize(q: QuantizedArray) -> jax.Array:
     """The float32 values a :class:`QuantizedArray` stands for."""
-    table = jnp.asarray(code_table(q.mapping, q.signed))
     block, blocks = block_layout(q.shape, q.block_size)
     codes = _to_blocks(q.codes, block, blocks)
-    return _from_blocks(table[codes] * q.scale[..., None], q.shape)
+    return _from_blocks(_decode(codes, q.mapping, q.signed) * q.scale[..., None], q.shape)
 
 
 def load(x: Any) -> Any:
-    """A stored moment leaf as an array: decoded to float32 if quantized, else unchanged (the
-    pieces cast plain arrays to their compute dtype themselves)."""
-    return dequantize(x) if isinstance(x, QuantizedArray) else x
+    """A stored moment leaf as an array: decoded to float32 if quantized or bfloat16, else
+    unchanged (the pieces cast other arrays to their compute dtype themselves)."""
+    if isinstance(x, QuantizedArray):
+        return dequantize(x)
+    if getattr(x, "dtype", None) == jnp.bfloat16:
+        return widen_bf16(x)
+    return x
+
+
+def widen_bf16(x: jax.Array) -> jax.Array:
+    """bfloat16 -> float32, exactly, as a 16-bit shift of the bits: XLA's CPU backend converts
+    bfloat16 about 9x slower than this (1M entries: 1.6 ms against 0.17 ms, measured)."""
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
+    return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
 
 def load_tree(tree: Any) -> Any:

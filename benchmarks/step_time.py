@@ -91,11 +91,13 @@ def uniform_tree(name: str) -> dict[str, tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class Contender:
-    """One optimizer step to time. ``arrays`` is the minimum number of param-sized arrays a step
-    reads plus writes; ``reference`` names the optax contender of the same algorithm."""
+    """One optimizer step to time. ``arrays`` is the minimum number of param-sized float32 arrays
+    a step reads plus writes (fractional for states of fewer bytes: a bfloat16 moment read and
+    written counts 1, an 8-bit one 0.5 plus its scales); ``reference`` names the optax
+    contender it is compared with."""
 
     name: str
-    arrays: int
+    arrays: float
     tx: optax.GradientTransformation | None = None
     kernel: Callable | None = None
     kernel_state: bool = True
@@ -125,6 +127,21 @@ def contenders(with_torch: bool) -> list[Contender]:
         Contender("optax.adam (again)", 7, optax.adam(LR), reference="optax.adam"),
         Contender("optax.adamw", 7, optax.adamw(LR, weight_decay=WD)),
         Contender("adamjax.adamw", 7, adamjax.adamw(LR, weight_decay=WD), reference="optax.adamw"),
+        # Low-precision moments, against float32 optax.adam. The arrays: params and grads read,
+        # params written (3), plus each moment read and written at 2 bytes (1 array) or at
+        # 1 byte and a float32 scale per 256 entries (0.5 + 2/256).
+        Contender(
+            "adamjax.adam(bf16 moments)",
+            5,
+            adamjax.adam(LR, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+            reference="optax.adam",
+        ),
+        Contender(
+            "adamjax.adam(q8 moments)",
+            3 + 2 * (0.5 + 2 / 256),
+            adamjax.adam(LR, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8()),
+            reference="optax.adam",
+        ),
         Contender("optax.amsgrad", 9, optax.amsgrad(LR)),
         Contender(
             "adamjax.amsgrad(corrected)",
