@@ -156,6 +156,8 @@ def check_tree_match(
         strict=True,
     )
     for (path, u), r in pairs:
+        if codecs.is_quantized(r):
+            r = codecs.as_quantized(r).codes
         if jnp.shape(u) != jnp.shape(r):
             raise ValueError(
                 f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "

@@ -14,12 +14,13 @@ and stores the new moments back, all inside the one jitted update.
 8-bit block-wise quantization
 -----------------------------
 
-A leaf of at least ``min_size`` entries is stored as a :class:`QuantizedArray`: a ``uint8`` code
+A leaf of at least ``min_size`` entries is stored as a :class:`QuantizedArray`: an 8-bit code
 per entry, in an array of the param's own shape, and a float32 scale per block. Blocks run along
-the last axis, ``block_size`` entries each (or the whole axis when it is shorter); when the axis
-is not a multiple of the block size, the last block of each row is shorter. A block's scale is
-the largest magnitude in it, so the entries divided by it lie in [-1, 1], and each is replaced by
-the code of a value of a 256-entry map:
+the last axis: a row of ``L`` entries is split into ``ceil(L / block_size)`` blocks of
+``ceil(L / blocks)`` entries (the last one shorter), so a row whose length is a multiple of
+``block_size`` has blocks of exactly ``block_size``, and a shorter row is one block. A block's
+scale is the largest magnitude in it, so the entries divided by it lie in [-1, 1], and each is
+replaced by the code of a value of a 256-entry map:
 
 * ``"dynamic"`` (the default): the dynamic tree map of Dettmers et al. A magnitude
   :math:`a \in [10^{-7}, 1)` is written as :math:`10^{-e} q` with the decade :math:`e \in \{0,
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -104,10 +106,6 @@ def code_table(mapping: str, signed: bool) -> np.ndarray:
     return table.astype(np.float32)
 
 
-def _zero_code(mapping: str, signed: bool) -> int:
-    return 127 if signed else 0
-
-
 def _encode_dynamic(a: jax.Array, negative: jax.Array | None, signed: bool) -> jax.Array:
     """Codes of magnitudes ``a`` in [0, 1] (``negative``: their signs, for the signed map), each
     the code of the nearest value of the map.
@@ -140,31 +138,47 @@ def _encode_dynamic(a: jax.Array, negative: jax.Array | None, signed: bool) -> j
         code = jnp.where(e == _DECADES, 127, code)
     else:
         code = jnp.where(one, 255, 1 + position)
-        code = jnp.where(e == _DECADES, 0, code)
+        code = jnp.where((e == _DECADES) & (a == 0), 0, jnp.maximum(code, 1))  # _keep_nonzero
     return code.astype(jnp.uint8)
 
 
+# _keep_nonzero: a second moment that is not zero is never stored as zero, but as the map's
+# smallest positive value. Adam divides by its square root, and a zero under a nonzero first
+# moment would make the step m / eps: the linear map rounds every entry below 1/510 of its
+# block's largest to zero, which diverges on the digits MLP within an epoch.
+
+
 def _encode_linear(x: jax.Array, signed: bool) -> jax.Array:
-    """Codes of ``x`` in [-1, 1] (signed) or [0, 1], rounded to the nearest value."""
+    """Codes of ``x`` in [-1, 1] (signed) or [0, 1], rounded to the nearest value, as ``int8``:
+    ``c`` stands for ``c / 127`` (signed) or ``(c + 128) / 255`` (unsigned). The dtype tells
+    the linear map from the dynamic one (``uint8``) when a state has lost its Python types."""
     if signed:
-        return (jnp.round(jnp.clip(x, -1, 1) * 127) + 127).astype(jnp.uint8)
-    return jnp.round(jnp.clip(x, 0, 1) * 255).astype(jnp.uint8)
+        return jnp.round(jnp.clip(x, -1, 1) * 127).astype(jnp.int8)
+    code = jnp.round(jnp.clip(x, 0, 1) * 255)
+    code = jnp.where(x > 0, jnp.maximum(code, 1), code)  # see _keep_nonzero
+    return (code - 128).astype(jnp.int8)
 
 
 # ---- blocks ---------------------------------------------------------------------------------
 
 
-def block_layout(shape: tuple[int, ...], block_size: int) -> tuple[int, int]:
-    """Returns ``(block, blocks)``: the entries per block along the last axis and the number of
-    blocks per row (the scale's last dimension). A scalar counts as one entry."""
+def block_layout(last: int, blocks: int) -> int:
+    """Entries per block for a last axis of ``last`` entries split into ``blocks`` blocks: the
+    blocks are as even as possible, ``ceil(last / blocks)`` each (the last one shorter)."""
+    return max(1, -(-last // max(blocks, 1)))
+
+
+def num_blocks(shape: tuple[int, ...], block_size: int) -> int:
+    """Blocks per row for a leaf of ``shape``: ``ceil(last / block_size)``, the last axis of
+    ``last`` entries (1 for a scalar)."""
     last = shape[-1] if shape else 1
-    block = max(1, min(block_size, last))
-    return block, -(-last // block)
+    return -(-last // block_size)
 
 
-def _to_blocks(x: jax.Array, block: int, blocks: int) -> jax.Array:
+def _to_blocks(x: jax.Array, blocks: int) -> jax.Array:
     """``(..., L)`` -> ``(..., blocks, block)``, zero-padding the last block of each row."""
     x = x.reshape(x.shape or (1,))
+    block = block_layout(x.shape[-1], blocks)
     pad = blocks * block - x.shape[-1]
     if pad:
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
@@ -177,29 +191,27 @@ def _from_blocks(x: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return x.reshape(shape)
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class QuantizedArray:
+class QuantizedArray(NamedTuple):
     """A moment leaf stored in 8 bits: codes in the param's shape and a scale per block.
 
-    A plain pytree: ``codes`` and ``scale`` are its children (they checkpoint with orbax like any
-    array), and the mapping, sign and block size are static, so the array decodes without the
-    optimizer that wrote it (:func:`load`).
+    A plain pytree of two arrays, which checkpoints with orbax like any state. The codes' dtype
+    names the map (``uint8``: dynamic, ``int8``: linear) and the blocks follow from the shapes
+    (:func:`block_layout`); whether the map is signed is the moment's: first moments are,
+    second moments are not. So :func:`load` decodes a leaf without the optimizer that wrote it,
+    also after ``flax.nnx`` has turned it into a ``State`` of the two arrays.
 
     Attributes:
-      codes: ``uint8``, shaped like the param.
+      codes: ``uint8`` (dynamic map) or ``int8`` (linear map), shaped like the param.
       scale: float32, shaped ``param.shape[:-1] + (blocks,)`` (``(1,)`` for a scalar); the
         largest magnitude of each block.
-      mapping: ``"dynamic"`` or ``"linear"``.
-      signed: whether the map holds negative values (first moments).
-      block_size: the requested block size (see :func:`block_layout` for the one used).
     """
 
     codes: jax.Array
     scale: jax.Array
-    mapping: str = dataclasses.field(metadata={"static": True}, default="dynamic")
-    signed: bool = dataclasses.field(metadata={"static": True}, default=True)
-    block_size: int = dataclasses.field(metadata={"static": True}, default=256)
+
+    @property
+    def mapping(self) -> str:
+        return "linear" if self.codes.dtype == jnp.int8 else "dynamic"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -224,8 +236,16 @@ class QuantizedArray:
 
 
 def is_quantized(x: Any) -> bool:
-    """``is_leaf`` for tree functions that must treat a :class:`QuantizedArray` as one leaf."""
-    return isinstance(x, QuantizedArray)
+    """Whether ``x`` is a quantized leaf: a :class:`QuantizedArray`, or the mapping of its two
+    arrays that ``flax.nnx`` makes of it. Also the ``is_leaf`` of tree functions that must treat
+    one as a single leaf."""
+    if isinstance(x, QuantizedArray):
+        return True
+    return isinstance(x, Mapping) and set(x.keys()) == {"codes", "scale"}
+
+
+def as_quantized(x: Any) -> QuantizedArray:
+    return x if isinstance(x, QuantizedArray) else QuantizedArray(x["codes"], x["scale"])
 
 
 def quantize(
@@ -233,8 +253,7 @@ def quantize(
 ) -> QuantizedArray:
     """Quantizes a real array block-wise to 8 bits (see the module docstring)."""
     shape = x.shape
-    block, blocks = block_layout(shape, block_size)
-    xb = _to_blocks(x.astype(jnp.float32), block, blocks)
+    xb = _to_blocks(x.astype(jnp.float32), num_blocks(shape, block_size))
     scale = jnp.maximum(jnp.max(xb, axis=-1), -jnp.min(xb, axis=-1))
     inverse = jnp.where(scale > 0, 1 / jnp.where(scale > 0, scale, 1), 0)[..., None]
     if mapping == "linear":
@@ -242,7 +261,7 @@ def quantize(
     else:
         negative = (xb < 0) if signed else None
         codes = _encode_dynamic(jnp.abs(xb) * inverse, negative, signed)
-    return QuantizedArray(_from_blocks(codes, shape), scale, mapping, signed, block_size)
+    return QuantizedArray(_from_blocks(codes, shape), scale)
 
 
 def _lookup(table: jax.Array, codes: jax.Array) -> jax.Array:
@@ -261,29 +280,31 @@ def _lookup(table: jax.Array, codes: jax.Array) -> jax.Array:
     )
 
 
-def _decode(codes: jax.Array, mapping: str, signed: bool) -> jax.Array:
+def _decode(codes: jax.Array, signed: bool) -> jax.Array:
     """The map's value of each code: a table lookup for the dynamic map, arithmetic for the
     linear one (the same float32 operations as :func:`code_table`, so the same values)."""
-    if mapping == "dynamic":
-        return _lookup(jnp.asarray(code_table(mapping, signed)), codes)
+    if codes.dtype != jnp.int8:
+        return _lookup(jnp.asarray(code_table("dynamic", signed)), codes)
     c = codes.astype(jnp.float32)
     if signed:
-        return jnp.minimum((c - 127) * np.float32(1 / 127), 1.0)
-    return c * np.float32(1 / 255)
+        return c * np.float32(1 / 127)
+    return (c + 128) * np.float32(1 / 255)
 
 
-def dequantize(q: QuantizedArray) -> jax.Array:
-    """The float32 values a :class:`QuantizedArray` stands for."""
-    block, blocks = block_layout(q.shape, q.block_size)
-    codes = _to_blocks(q.codes, block, blocks)
-    return _from_blocks(_decode(codes, q.mapping, q.signed) * q.scale[..., None], q.shape)
+def dequantize(q: Any, signed: bool = True) -> jax.Array:
+    """The float32 values a :class:`QuantizedArray` (or ``nnx``'s mapping of it) stands for;
+    ``signed``: whether it holds a first moment."""
+    q = as_quantized(q)
+    codes = _to_blocks(q.codes, q.scale.shape[-1])
+    return _from_blocks(_decode(codes, signed) * q.scale[..., None], q.shape)
 
 
-def load(x: Any) -> Any:
-    """A stored moment leaf as an array: decoded to float32 if quantized or bfloat16, else
-    unchanged (the pieces cast other arrays to their compute dtype themselves)."""
-    if isinstance(x, QuantizedArray):
-        return dequantize(x)
+def load(x: Any, signed: bool) -> Any:
+    """A stored moment leaf as an array: decoded to float32 if quantized (``signed``: whether it
+    is a first moment) or bfloat16, else unchanged (the pieces cast other arrays to their
+    compute dtype themselves)."""
+    if is_quantized(x):
+        return dequantize(x, signed)
     if getattr(x, "dtype", None) == jnp.bfloat16:
         return widen_bf16(x)
     return x
@@ -296,9 +317,9 @@ def widen_bf16(x: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(bits, jnp.float32)
 
 
-def load_tree(tree: Any) -> Any:
+def load_tree(tree: Any, signed: bool) -> Any:
     """:func:`load` of every leaf of a moment tree."""
-    return jax.tree.map(load, tree, is_leaf=is_quantized)
+    return jax.tree.map(lambda x: load(x, signed), tree, is_leaf=is_quantized)
 
 
 # ---- stochastic rounding --------------------------------------------------------------------
@@ -335,7 +356,9 @@ class MomentFormat:
     def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
         raise NotImplementedError
 
-    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
+        """``x`` stored the way ``like`` (the leaf's previous value) is; ``signed``: whether it
+        is a first moment."""
         raise NotImplementedError
 
 
@@ -356,21 +379,18 @@ class Q8(MomentFormat):
         dtype = jnp.result_type(jnp.float32, param_dtype)
         if math.prod(shape) < self.min_size:
             return jnp.zeros(shape, dtype)
-        _, blocks = block_layout(shape, self.block_size)
-        zero = _zero_code(self.mapping, signed)
+        blocks = num_blocks(shape, self.block_size)
+        zeros = jnp.zeros([], jnp.float32)
+        codes = quantize(zeros, mapping=self.mapping, signed=signed).codes  # the code of 0
         return QuantizedArray(
-            jnp.full(shape, zero, jnp.uint8),
+            jnp.full(shape, codes, codes.dtype),
             jnp.zeros((*shape[:-1], blocks) if shape else (1,), jnp.float32),
-            self.mapping,
-            signed,
-            self.block_size,
         )
 
-    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         del key
-        if isinstance(like, QuantizedArray):
-            return quantize(x, mapping=like.mapping, signed=like.signed,
-                            block_size=like.block_size)  # fmt: skip
+        if is_quantized(like):
+            return quantize(x, mapping=self.mapping, signed=signed, block_size=self.block_size)
         return x.astype(like.dtype)
 
 
@@ -388,7 +408,7 @@ class StochasticBF16(MomentFormat):
             )
         return jnp.zeros(shape, jnp.bfloat16)
 
-    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         return stochastic_round_bf16(x, key)
 
 
@@ -401,8 +421,8 @@ class Cast(MomentFormat):
     def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
         return jnp.zeros(shape, moments.storage_dtype(param_dtype, self.dtype, real=not signed))
 
-    def store(self, x: jax.Array, like: Any, key: jax.Array | None) -> Any:
-        del key
+    def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
+        del key, signed
         y = x.astype(like.dtype)
         if like.dtype == jnp.float16:
             # float16 flushes magnitudes below 2**-25 to zero, and v = (1 - b2) g**2 gets there
@@ -459,7 +479,7 @@ class Writer:
     def store(self, slot: int, x: jax.Array, like: Any, leaf: int) -> Any:
         fmt = self.formats[slot]
         key = step_key(fmt.seed, self.count, leaf, slot) if fmt.needs_key else None
-        return fmt.store(x, like, key)
+        return fmt.store(x, like, key, signed=slot == 0)
 
 
 def format_of(requested: Any) -> MomentFormat:

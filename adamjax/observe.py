@@ -329,7 +329,7 @@ def _decoded(state: Any) -> Any:
     """``state`` with its quantized moments (:mod:`adamjax.codecs`) decoded to float32 arrays,
     so that every view reads plain arrays shaped like the params."""
     fields = {
-        name: codecs.load_tree(getattr(state, name))
+        name: codecs.load_tree(getattr(state, name), signed=name == "mu")
         for name in ("mu", "nu", "nu_max")
         if getattr(state, name, None) is not None
     }

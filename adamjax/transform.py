@@ -190,8 +190,8 @@ def scale_by_adam(
         out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
         def leaf(g, m, nu, i):
-            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
-                                                   d2.rate)  # fmt: skip
+            m_in, nu_in = codecs.load(m, signed=True), codecs.load(nu, signed=False)
+            g_c, m_t, v_t = moments.update_moments(g, m_in, nu_in, d1.rate, d2.rate)
             v_hat = d2.corrected(v_t)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1, ahead)
             u = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
@@ -281,9 +281,9 @@ def scale_by_amsgrad(
         out = codecs.Writer(d1.count, mu_dtype, nu_dtype, nu_dtype)
 
         def leaf(g, m, nu, nu_max, i):
-            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
-                                                   d2.rate)  # fmt: skip
-            previous = codecs.load(nu_max).astype(v_t.dtype)
+            m_in, nu_in = codecs.load(m, signed=True), codecs.load(nu, signed=False)
+            g_c, m_t, v_t = moments.update_moments(g, m_in, nu_in, d1.rate, d2.rate)
+            previous = codecs.load(nu_max, signed=False).astype(v_t.dtype)
             if max_of == "raw":
                 v_max = jnp.maximum(previous, v_t)
                 v_hat = d2.corrected(v_max)
@@ -497,8 +497,8 @@ def scale_by_nadam(
         out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
         def leaf(g, m, nu, i):
-            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
-                                                   d2.rate)  # fmt: skip
+            m_in, nu_in = codecs.load(m, signed=True), codecs.load(nu, signed=False)
+            g_c, m_t, v_t = moments.update_moments(g, m_in, nu_in, d1.rate, d2.rate)
             v_hat = d2.corrected(v_t)
             m_bar = moments.first_moment_estimate(m_t, g_c, mu_t, mu_next)
             u = moments.direction(m_bar, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
@@ -608,7 +608,7 @@ def scale_by_adamax(
 
         def leaf(g, m, nu, i):
             # The first moment is Adam's; the second moment is replaced by the infinity norm.
-            m_in, nu_in = codecs.load(m), codecs.load(nu)
+            m_in, nu_in = codecs.load(m, signed=True), codecs.load(nu, signed=False)
             g_c, m_t = moments.update_first_moment(g, m_in, d1.rate, nu_in.dtype)
             u_t = moments.update_infinity_norm(g_c, nu_in, b2_t, eps_in_max)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1)
@@ -740,8 +740,8 @@ def scale_by_radam(
         out = codecs.Writer(d1.count, mu_dtype, nu_dtype)
 
         def leaf(g, m, nu, i):
-            g_c, m_t, v_t = moments.update_moments(g, codecs.load(m), codecs.load(nu), d1.rate,
-                                                   d2.rate)  # fmt: skip
+            m_in, nu_in = codecs.load(m, signed=True), codecs.load(nu, signed=False)
+            g_c, m_t, v_t = moments.update_moments(g, m_in, nu_in, d1.rate, d2.rate)
             rho_t, rect = radam_rectification(b2, d2.count, v_t.dtype)
             m_hat = moments.first_moment_estimate(m_t, g_c, d1)
             v_hat = d2.corrected(v_t)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -93,20 +94,40 @@ class OptimizerSpec:
     """An optimizer of the examples: its factory, a learning rate that works on the examples'
     networks, and whether it comes from adamjax or is an optax baseline."""
 
-    make: Callable[[float], optax.GradientTransformation]
+    make: Callable[..., optax.GradientTransformation]
     learning_rate: float
     library: str
+    # Whether ``make`` takes ``mu_dtype``/``nu_dtype`` (the storage formats of adamjax.codecs).
+    formats: bool = False
+
+
+# How the moments are stored (``--moments``): the ``mu_dtype``/``nu_dtype`` of the optimizer.
+MOMENTS: dict[str, dict[str, Any]] = {
+    "float32": {},
+    "bfloat16": {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16},
+    "sr-bfloat16": {"mu_dtype": adamjax.stochastic_bf16(), "nu_dtype": adamjax.stochastic_bf16()},
+    "q8": {"mu_dtype": adamjax.q8(), "nu_dtype": adamjax.q8()},
+    "q8-linear": {
+        "mu_dtype": adamjax.q8(mapping="linear"),
+        "nu_dtype": adamjax.q8(mapping="linear"),
+    },
+}
 
 
 # Learning rates are each method's usual default for small networks; the plain-SGD family needs
 # a larger step. adamw's decay and AdaBound's final rate follow their libraries' examples.
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "adam": OptimizerSpec(lambda lr: adamjax.adam(lr), 2e-3, "adamjax"),
-    "adamw": OptimizerSpec(lambda lr: adamjax.adamw(lr, weight_decay=1e-2), 2e-3, "adamjax"),
-    "amsgrad": OptimizerSpec(lambda lr: adamjax.amsgrad(lr), 2e-3, "adamjax"),
-    "nadam": OptimizerSpec(lambda lr: adamjax.nadam(lr), 2e-3, "adamjax"),
-    "adamax": OptimizerSpec(lambda lr: adamjax.adamax(lr), 2e-3, "adamjax"),
-    "radam": OptimizerSpec(lambda lr: adamjax.radam(lr), 2e-3, "adamjax"),
+    "adam": OptimizerSpec(lambda lr, **kw: adamjax.adam(lr, **kw), 2e-3, "adamjax", True),
+    "adamw": OptimizerSpec(
+        lambda lr, weight_decay=1e-2, **kw: adamjax.adamw(lr, weight_decay=weight_decay, **kw),
+        2e-3,
+        "adamjax",
+        True,
+    ),
+    "amsgrad": OptimizerSpec(lambda lr, **kw: adamjax.amsgrad(lr, **kw), 2e-3, "adamjax", True),
+    "nadam": OptimizerSpec(lambda lr, **kw: adamjax.nadam(lr, **kw), 2e-3, "adamjax", True),
+    "adamax": OptimizerSpec(lambda lr, **kw: adamjax.adamax(lr, **kw), 2e-3, "adamjax", True),
+    "radam": OptimizerSpec(lambda lr, **kw: adamjax.radam(lr, **kw), 2e-3, "adamjax", True),
     "adabound": OptimizerSpec(lambda lr: adamjax.adabound(lr, final_lr=0.1), 2e-3, "adamjax"),
     "amsbound": OptimizerSpec(
         lambda lr: adamjax.adabound(lr, final_lr=0.1, amsbound=True), 2e-3, "adamjax"
@@ -119,12 +140,38 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 }
 
 
-def make_optimizer(name: str, learning_rate: float | None = None) -> optax.GradientTransformation:
-    """Builds ``OPTIMIZERS[name]`` at ``learning_rate`` (the spec's default if None)."""
+def make_optimizer(
+    name: str, learning_rate: float | None = None, moments: str = "float32", **kwargs: Any
+) -> optax.GradientTransformation:
+    """Builds ``OPTIMIZERS[name]`` at ``learning_rate`` (the spec's default if None), with its
+    moments stored as ``MOMENTS[moments]`` says; ``kwargs`` go to the optimizer."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if moments not in MOMENTS:
+        raise ValueError(f"unknown --moments {moments!r}; choose one of {', '.join(MOMENTS)}")
     spec = OPTIMIZERS[name]
-    return spec.make(spec.learning_rate if learning_rate is None else learning_rate)
+    if moments != "float32" and not spec.formats:
+        with_formats = ", ".join(k for k, v in OPTIMIZERS.items() if v.formats)
+        raise ValueError(
+            f"--moments {moments} needs an optimizer that stores its moments in adamjax.codecs "
+            f"formats ({with_formats}), got {name!r}"
+        )
+    return spec.make(
+        spec.learning_rate if learning_rate is None else learning_rate,
+        **MOMENTS[moments],
+        **kwargs,
+    )
+
+
+def add_moments_arg(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--moments``: how the optimizer stores its moments."""
+    parser.add_argument(
+        "--moments",
+        choices=list(MOMENTS),
+        default="float32",
+        help="moment storage: float32, bfloat16 (sr-: stochastic rounding) or 8-bit block-wise "
+        "(q8: dynamic map; q8-linear) (default float32)",
+    )
 
 
 def write_metrics(out: Path, metrics: dict[str, Any], **context: Any) -> Path:

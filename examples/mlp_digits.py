@@ -33,8 +33,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from tqdm import tqdm
 
-import adamjax
-
 import common
 
 # The split is pinned independently of --seed so that runs with different seeds are
@@ -295,6 +293,7 @@ def parse_args(
     parser.add_argument(
         "--hidden", type=int, default=None, help="width (128 multiclass, 64 binary)"
     )
+    common.add_moments_arg(parser)
     args = common.finish_args(parser.parse_args(argv))
     if args.hidden is None:
         args.hidden = 64 if args.task == "binary" else 128
@@ -303,10 +302,11 @@ def parse_args(
 
 def make_tx(args: argparse.Namespace) -> optax.GradientTransformation:
     """The optimizer the flags ask for."""
-    lr = args.learning_rate
     if args.optimizer == "adamw":
-        return adamjax.adamw(lr or common.OPTIMIZERS["adamw"].learning_rate, args.weight_decay)
-    return common.make_optimizer(args.optimizer, lr)
+        return common.make_optimizer(
+            "adamw", args.learning_rate, args.moments, weight_decay=args.weight_decay
+        )
+    return common.make_optimizer(args.optimizer, args.learning_rate, args.moments)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -342,6 +342,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="windows per update")
     parser.add_argument("--noise", type=float, default=0.1, help="noise standard deviation")
     parser.add_argument("--length", type=int, default=4000, help="time steps in the series")
+    common.add_moments_arg(parser)
     args = parser.parse_args(argv)
     for flag in ("hidden", "window", "batch_size", "length"):
         if getattr(args, flag) < 1:
@@ -367,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     series, clean = make_series(args.length, args.noise)
     data = make_windows(series, args.window, clean=clean)
-    tx = common.make_optimizer(args.optimizer, args.learning_rate)
+    tx = common.make_optimizer(args.optimizer, args.learning_rate, args.moments)
     model, metrics = train(
         tx,
         data,
