@@ -17,15 +17,10 @@ import pytest
 
 import adamjax
 from adamjax import codecs
+from benchmarks.state_memory import ALIASES, fidelity, moments_at
 from benchmarks.workloads import count, gpt2_small_shapes
 
 Q8 = adamjax.q8()
-ALIASES = {
-    "adam": lambda **k: adamjax.adam(1e-3, **k),
-    "adamw": lambda **k: adamjax.adamw(1e-3, weight_decay=1e-2, **k),
-    "amsgrad": lambda **k: adamjax.amsgrad(1e-3, **k),
-    "nadam": lambda **k: adamjax.nadam(1e-3, **k),
-}
 
 
 def _step(tx):
@@ -181,44 +176,12 @@ def test_small_leaves_keep_float32_moments():
 # ---- fidelity -------------------------------------------------------------------------------
 
 
-def _moments_at(chain_state) -> int:
-    """The position of the moment piece's state in an alias' chain state."""
-    return next(i for i, s in enumerate(chain_state) if hasattr(s, "mu"))
-
-
-def _resynced_errors(make, kw, *, states_too: bool, steps: int = 50, shape=(1024, 256)):
-    """Mean absolute and relative parameter error of ``make(**kw)`` against float32 ``make()``
-    over ``steps`` steps on N(0, 0.01) gradients from N(0, 0.1) params, with both runs restarted
-    from the 8-bit run's params after every step (and, with ``states_too``, the float32 run's
-    moments replaced by the decoded 8-bit ones: bitsandbytes' protocol, which measures one
-    step's error)."""
-    rng = np.random.default_rng(0)
-    params = jnp.asarray(rng.standard_normal(shape).astype(np.float32) * 0.1)
-    ref_tx, q_tx = make(), make(**kw)
-    ref_state, q_state = ref_tx.init(params), q_tx.init(params)
-    ref_step, q_step = _step(ref_tx), _step(q_tx)
-    errors, relative = [], []
-    for _ in range(steps):
-        g = jnp.asarray(rng.standard_normal(shape).astype(np.float32) * 0.01)
-        ref_params, ref_state = ref_step(params, ref_state, g)
-        params, q_state = q_step(params, q_state, g)
-        err = np.abs(np.asarray(ref_params) - np.asarray(params))
-        errors.append(err.mean())
-        relative.append((err / (np.abs(np.asarray(ref_params)) + 1e-9)).mean())
-        if states_too:
-            i = _moments_at(q_state)
-            names = [k for k in ("mu", "nu", "nu_max") if getattr(q_state[i], k, None) is not None]
-            fields = {k: codecs.load_tree(getattr(q_state[i], k), signed=k == "mu") for k in names}
-            ref_state = (*ref_state[:i], ref_state[i]._replace(**fields), *ref_state[i + 1 :])
-    return float(np.mean(errors)), float(np.mean(relative))
-
-
 @pytest.mark.parametrize("alias", list(ALIASES))
 def test_q8_one_step_matches_float32_adam_at_bitsandbytes_tolerances(alias):
     """From the same params and the decoded moments, the 8-bit step is float32 Adam's: the
     update is computed in float32 before the new moments are quantized."""
     kw = {"mu_dtype": Q8, "nu_dtype": Q8}
-    err, rel = _resynced_errors(ALIASES[alias], kw, states_too=True)
+    err, rel = fidelity(ALIASES[alias], kw, "one step")
     assert err < 6e-5 and rel < 6e-4
     assert err < 1e-8  # in fact the same float32 arithmetic
 
@@ -230,10 +193,10 @@ def test_q8_moments_stay_close_to_float32_moments(alias):
     absolute 3-5e-6 (the issue's bound is 6e-5); mean relative 4e-4 to 1.1e-3, which the few
     near-zero params dominate (asserted: 2e-3; docs/memory.md gives the figures)."""
     kw = {"mu_dtype": Q8, "nu_dtype": Q8}
-    err, rel = _resynced_errors(ALIASES[alias], kw, states_too=False)
+    err, rel = fidelity(ALIASES[alias], kw, "moments drift")
     assert err < 6e-5 and rel < 2e-3
     bf16 = {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16}
-    bf16_err, _ = _resynced_errors(ALIASES[alias], bf16, states_too=False)
+    bf16_err, _ = fidelity(ALIASES[alias], bf16, "moments drift")
     assert bf16_err < err  # 16 bits are closer than 8
 
 
@@ -423,7 +386,7 @@ def test_float16_zero_and_tiny_gradients_give_finite_bounded_updates(alias):
         u = np.asarray(updates["w"], np.float32)
         assert np.all(np.isfinite(u)), (alias, g)
         assert np.all(np.abs(u) <= 1e-2), (alias, g, u[0])  # lr 1e-3: steps of order lr
-    nu = state[_moments_at(state)].nu["w"]
+    nu = state[moments_at(state)].nu["w"]
     assert nu.dtype == jnp.float16
     assert float(jnp.min(nu)) > 0  # the tiny second moment did not flush to zero
 

@@ -97,6 +97,30 @@ def test_mlp_digits_load_data(mlp_digits: ModuleType) -> None:
         mlp_digits.load_data(task="ternary")
 
 
+@pytest.mark.parametrize("moments", ["bfloat16", "q8", "q8-linear"])
+def test_mlp_digits_low_precision_moments_match_float32(
+    mlp_digits: ModuleType, tmp_path: Path, moments: str
+) -> None:
+    """The issue's accuracy target: within 0.5 points of float32 moments (quick run, through
+    flax.nnx's Optimizer and nnx.jit)."""
+    runs = {
+        m: mlp_digits.main(["--quick", "--moments", m, "--out", str(tmp_path / m)])
+        for m in ("float32", moments)
+    }
+    assert runs["float32"]["test_accuracy"] >= 0.95
+    assert abs(runs[moments]["test_accuracy"] - runs["float32"]["test_accuracy"]) <= 0.005
+    assert json.loads((tmp_path / moments / "metrics.json").read_text())["args"]["moments"] == (
+        moments
+    )
+
+
+def test_mlp_digits_moments_flag_needs_a_format_capable_optimizer(
+    mlp_digits: ModuleType, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="--moments q8 needs an optimizer"):
+        mlp_digits.main(["--optimizer", "swats", "--moments", "q8", "--out", str(tmp_path)])
+
+
 def test_mlp_digits_flags(mlp_digits: ModuleType, tmp_path: Path) -> None:
     args = mlp_digits.parse_args(["--quick", "--out", str(tmp_path / "new")])
     assert args.epochs == 8 and args.hidden == 128 and (tmp_path / "new").is_dir()
