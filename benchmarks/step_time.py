@@ -3,7 +3,8 @@
 Run from the repository root::
 
     python -m benchmarks.step_time            # every workload (see below for how long)
-    python -m benchmarks.step_time --quick    # smaller trees and fewer rounds, about 2 minutes
+    python -m benchmarks.step_time --quick    # smaller trees and fewer rounds, under 3 minutes
+    python -m benchmarks.step_time --pairs    # each adamjax alias against optax, step by step
     python -m benchmarks.step_time --memory   # peak memory of a donated step, one process each
 
 Every JAX contender runs ``params, state = step(params, state, grads)``: a jitted function that
@@ -28,10 +29,12 @@ Columns:
 - ``compile s``: ``jit(step).lower(...).compile()`` time (JAX only).
 - ``state B/param``: bytes of the optimizer state per parameter.
 
-On the 2-core CPU, 1x16M, 1x64M, 1000x16k and gpt2-small take about 10 minutes together with
-every contender. 10000x1k is bound by compilation: XLA takes 3-4 minutes and about 17 GB of
-memory to compile one contender's step for 10,000 leaves, so select contenders for it with
-``--contenders``. ``--compile-only REPS`` times only the compilations.
+On the 2-core CPU the 8-bit contender alone takes about a second per gpt2-small step, and
+10000x1k is bound by compilation: XLA takes 4-5 minutes and about 14 GB of memory to compile
+one contender's step for 10,000 leaves, so select contenders for it with ``--contenders``.
+``--compile-only REPS`` times only the compilations (``--isolate``: each in a fresh process).
+``--pairs`` times each adamjax contender against its optax reference, both live, every step in
+a random order, and gives the ratio with a bootstrap interval over rounds.
 
 Results go to stdout as markdown and to ``benchmarks/results/step_time_<backend>_<device>.json``;
 ``docs/performance.md`` records the latest tables and the machine.
