@@ -482,6 +482,19 @@ class Writer:
         return fmt.store(x, like, key, signed=slot == 0)
 
 
+def presets() -> dict[str, dict[str, Any]]:
+    """Named ``mu_dtype``/``nu_dtype`` pairs, the same format for both moments: ``float32`` (the
+    params' dtype), ``bfloat16``, ``sr-bfloat16``, ``q8`` and ``q8-linear``. The examples'
+    ``--moments`` flag and the benchmarks choose by these names."""
+    return {
+        "float32": {},
+        "bfloat16": {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16},
+        "sr-bfloat16": {"mu_dtype": stochastic_bf16(), "nu_dtype": stochastic_bf16()},
+        "q8": {"mu_dtype": q8(), "nu_dtype": q8()},
+        "q8-linear": {"mu_dtype": q8(mapping="linear"), "nu_dtype": q8(mapping="linear")},
+    }
+
+
 def format_of(requested: Any) -> MomentFormat:
     """The :class:`MomentFormat` a ``mu_dtype``/``nu_dtype`` argument stands for."""
     return requested if isinstance(requested, MomentFormat) else Cast(requested)

@@ -37,20 +37,12 @@ import optax
 
 import adamjax
 from adamjax import codecs
+from benchmarks.step_time import train_step
 from benchmarks.workloads import count, gpt2_small_shapes
 
 RESULTS = Path(__file__).parent / "results"
 
-FORMATS: dict[str, dict[str, Any]] = {
-    "float32": {},
-    "bfloat16": {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16},
-    "sr-bfloat16": {"mu_dtype": adamjax.stochastic_bf16(), "nu_dtype": adamjax.stochastic_bf16()},
-    "q8": {"mu_dtype": adamjax.q8(), "nu_dtype": adamjax.q8()},
-    "q8-linear": {
-        "mu_dtype": adamjax.q8(mapping="linear"),
-        "nu_dtype": adamjax.q8(mapping="linear"),
-    },
-}
+FORMATS: dict[str, dict[str, Any]] = codecs.presets()
 
 ALIASES = {
     "adam": lambda **k: adamjax.adam(1e-3, **k),
@@ -84,15 +76,7 @@ def fidelity(
     ref_params, ref_state = params, txs[0].init(params)
     low_params, low_state = params, txs[1].init(params)
 
-    def step_of(tx):
-        @jax.jit
-        def step(params, state, grads):
-            updates, state = tx.update(grads, state, params)
-            return optax.apply_updates(params, updates), state
-
-        return step
-
-    ref_step, low_step = step_of(txs[0]), step_of(txs[1])
+    ref_step, low_step = (jax.jit(train_step(tx)) for tx in txs)
     errors, relative = [], []
     for _ in range(steps):
         g = jnp.asarray(rng.standard_normal(shape).astype(np.float32) * 0.01)

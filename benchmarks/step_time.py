@@ -189,7 +189,29 @@ def _fill(shapes: dict[str, tuple[int, ...]], seed: int, scale: float) -> dict[s
     return {k: (scale * rng.standard_normal(s, dtype=np.float32)) for k, s in shapes.items()}
 
 
-class JaxRunner:
+class Runner:
+    """A contender's steps: ``start`` makes fresh live arrays (and runs one untimed step),
+    ``tick`` times one step on them, ``stop`` frees them."""
+
+    live: Any = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> float:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.live = None
+
+    def round(self, steps: int) -> list[float]:
+        self.start()
+        times = [self.tick() for _ in range(steps)]
+        self.stop()
+        return times
+
+
+class JaxRunner(Runner):
     """Compiles a contender's donated step once; ``round`` builds fresh arrays and times steps."""
 
     def __init__(self, contender: Contender, host_params: dict, grads: dict):
@@ -229,17 +251,8 @@ class JaxRunner:
         jax.block_until_ready(self.live)
         return time.perf_counter() - start
 
-    def stop(self) -> None:
-        self.live = None
 
-    def round(self, steps: int) -> list[float]:
-        self.start()
-        times = [self.tick() for _ in range(steps)]
-        self.stop()
-        return times
-
-
-class TorchRunner:
+class TorchRunner(Runner):
     """``torch.optim.Adam/AdamW`` with ``fused`` or ``foreach``, same rounds as ``JaxRunner``."""
 
     def __init__(self, contender: Contender, host_params: dict, host_grads: dict):
@@ -271,15 +284,6 @@ class TorchRunner:
         start = time.perf_counter()
         self.live[1].step()
         return time.perf_counter() - start
-
-    def stop(self) -> None:
-        self.live = None
-
-    def round(self, steps: int) -> list[float]:
-        self.start()
-        times = [self.tick() for _ in range(steps)]
-        self.stop()
-        return times
 
 
 def entry_fusions(hlo: str) -> int:

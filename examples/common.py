@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -102,16 +101,7 @@ class OptimizerSpec:
 
 
 # How the moments are stored (``--moments``): the ``mu_dtype``/``nu_dtype`` of the optimizer.
-MOMENTS: dict[str, dict[str, Any]] = {
-    "float32": {},
-    "bfloat16": {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16},
-    "sr-bfloat16": {"mu_dtype": adamjax.stochastic_bf16(), "nu_dtype": adamjax.stochastic_bf16()},
-    "q8": {"mu_dtype": adamjax.q8(), "nu_dtype": adamjax.q8()},
-    "q8-linear": {
-        "mu_dtype": adamjax.q8(mapping="linear"),
-        "nu_dtype": adamjax.q8(mapping="linear"),
-    },
-}
+MOMENTS: dict[str, dict[str, Any]] = adamjax.codecs.presets()
 
 
 # Learning rates are each method's usual default for small networks; the plain-SGD family needs

@@ -18,18 +18,14 @@ import pytest
 import adamjax
 from adamjax import codecs
 from benchmarks.state_memory import ALIASES, fidelity, moments_at
+from benchmarks.step_time import train_step
 from benchmarks.workloads import count, gpt2_small_shapes
 
 Q8 = adamjax.q8()
 
 
 def _step(tx):
-    @jax.jit
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    return step
+    return jax.jit(train_step(tx))
 
 
 # ---- the maps -------------------------------------------------------------------------------
