@@ -241,7 +241,12 @@ def is_quantized(x: Any) -> bool:
     one as a single leaf."""
     if isinstance(x, QuantizedArray):
         return True
-    return isinstance(x, Mapping) and set(x.keys()) == {"codes", "scale"}
+    if not (isinstance(x, Mapping) and set(x.keys()) == {"codes", "scale"}):
+        return False
+    # 8-bit integer codes: a moment of a (floating) param is never that, so a params subtree
+    # that happens to hold leaves named "codes" and "scale" is not mistaken for one.
+    dtype = getattr(x["codes"], "dtype", None)
+    return dtype is not None and jnp.dtype(dtype) in (jnp.dtype(jnp.uint8), jnp.dtype(jnp.int8))
 
 
 def as_quantized(x: Any) -> QuantizedArray:

@@ -157,6 +157,19 @@ def test_block_layout_shapes_and_round_trip(shape, scale_shape):
     assert params.shape == shape and bool(jnp.all(jnp.isfinite(params)))
 
 
+def test_params_named_codes_and_scale_are_not_taken_for_a_quantized_leaf():
+    params = {"layer": {"codes": jnp.ones((64, 128)), "scale": jnp.full((64, 128), 2.0)}}
+    tx = adamjax.adam(1e-3, mu_dtype=Q8, nu_dtype=Q8)
+    params2, state = _step(tx)(params, tx.init(params), params)
+    mu = state[0].mu["layer"]
+    assert isinstance(mu["codes"], codecs.QuantizedArray)
+    assert isinstance(mu["scale"], codecs.QuantizedArray)
+    assert not codecs.is_quantized(params["layer"]) and codecs.is_quantized(
+        dict(mu["codes"]._asdict())
+    )
+    np.testing.assert_allclose(np.asarray(params2["layer"]["codes"]), 1 - 1e-3, rtol=1e-5)
+
+
 def test_small_leaves_keep_float32_moments():
     params = {
         "big": jnp.ones((64, 64)),
