@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,16 +16,30 @@ def zeros_moment(params: Any, requested: Any | None, *, real: bool) -> Any:
     """Returns a zero moment per parameter leaf, stored as ``requested`` says: ``None`` or a
     dtype (``moments.storage_dtype`` picks the dtype) or a :class:`~adamjax.codecs.MomentFormat`.
 
-    ``real`` marks a second moment (real and non-negative: an unsigned 8-bit map). Works on
-    concrete arrays and on abstract ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``).
+    ``real`` marks a second moment (real and non-negative: an unsigned 8-bit map). Each moment
+    is placed like its param (sharded the same way). Works on concrete arrays and on abstract
+    ``jax.ShapeDtypeStruct`` leaves (``jax.eval_shape``).
     """
     fmt = codecs.format_of(requested)
 
     def zeros(p: Any) -> Any:
-        dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
-        return fmt.init(jnp.shape(p), jnp.dtype(dtype), signed=not real)
+        if not _is_flax_variable(p):
+            return fmt.init(p, signed=not real)
+        moment = fmt.init(p.get_value(), signed=not real)
+        if codecs.is_quantized(moment):
+            # Bare, not in a copy of the param's Variable: flax would apply the param's sharding
+            # annotation to the scale too, whose block axis cannot take it. The arrays are
+            # placed like the param already (codes: its sharding; scale: its leading axes).
+            return moment
+        return jax.tree.map(lambda _: moment, p)  # the param's Variable type and metadata
 
-    return jax.tree.map(zeros, params)
+    return jax.tree.map(zeros, params, is_leaf=_is_flax_variable)
+
+
+def _is_flax_variable(x: Any) -> bool:
+    """Whether ``x`` is a ``flax.nnx.Variable`` (only possible once flax is imported)."""
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(x, nnx.Variable)
 
 
 def scalar_dtype(params: Any) -> jnp.dtype:

@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import moments
+from adamjax import _placement, moments
 
 MAPPINGS: tuple[str, ...] = ("dynamic", "linear")
 
@@ -121,8 +121,9 @@ def _encode_dynamic(a: jax.Array, negative: jax.Array | None, signed: bool) -> j
     top = _DECADES - 1 + (0 if signed else 1)
     bins = jnp.left_shift(jnp.int32(1), jnp.maximum(top - e, 0))
     n = bins.astype(a.dtype)
-    powers = jnp.asarray([10.0**j for j in range(_DECADES + 1)], jnp.float32)
-    q = a * powers[e]  # in [0.1, 1) within the decade
+    # 10**e, exactly (products of 10 up to 1e7 are exact in float32), without a gather.
+    scale = math.prod(jnp.where(a < t, np.float32(10), np.float32(1)) for t in thresholds)
+    q = a * scale  # in [0.1, 1) within the decade
     k = jnp.clip(jnp.floor((q - 0.1) * (n / 0.9)).astype(jnp.int32), 0, bins - 1)
     middle = 0.1 + 0.9 * (k.astype(a.dtype) + 0.5) / n
     # The top value of the decade below (it has n / 2 bins), in this decade's units.
@@ -276,13 +277,22 @@ def _lookup(table: jax.Array, codes: jax.Array) -> jax.Array:
     dims = jax.lax.GatherDimensionNumbers(
         offset_dims=(), collapsed_slice_dims=(0,), start_index_map=(0,)
     )
-    return jax.lax.gather(
-        table,
-        codes[..., None].astype(jnp.int32),
-        dims,
-        slice_sizes=(1,),
-        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
-    )
+
+    def gather(codes: jax.Array) -> jax.Array:
+        return jax.lax.gather(
+            table,
+            codes[..., None].astype(jnp.int32),
+            dims,
+            slice_sizes=(1,),
+            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+        )
+
+    sharding = jax.typeof(codes).sharding
+    if any(t == jax.sharding.AxisType.Explicit for t in sharding.mesh.axis_types):
+        # With explicit mesh axes JAX will not infer a gather's output sharding; the values
+        # are placed exactly like their codes (the table is replicated).
+        return jax.sharding.auto_axes(gather, out_sharding=sharding)(codes)
+    return gather(codes)
 
 
 def _decode(codes: jax.Array, signed: bool) -> jax.Array:
@@ -352,13 +362,19 @@ def step_key(seed: int, count: jax.Array, leaf: int, slot: int) -> jax.Array:
 # ---- formats --------------------------------------------------------------------------------
 
 
+def _dtype_of(like: Any) -> jnp.dtype:
+    return jnp.dtype(like.dtype if hasattr(like, "dtype") else jnp.result_type(like))
+
+
 class MomentFormat:
     """How a moment is stored; pass one as ``mu_dtype``/``nu_dtype``. Subclasses: the result of
     :func:`q8` and of :func:`stochastic_bf16`."""
 
     needs_key = False
 
-    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
+    def init(self, like: Any, *, signed: bool) -> Any:
+        """The zero moment of the param ``like`` (an array or a ``jax.ShapeDtypeStruct``),
+        placed like it."""
         raise NotImplementedError
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
@@ -375,7 +391,8 @@ class Q8(MomentFormat):
     mapping: str = "dynamic"
     min_size: int = 4096
 
-    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
+    def init(self, like: Any, *, signed: bool) -> Any:
+        shape, param_dtype = jnp.shape(like), _dtype_of(like)
         if jnp.issubdtype(param_dtype, jnp.complexfloating):
             raise TypeError(
                 "q8: 8-bit moments are for real params, got a complex leaf; use mu_dtype=None or "
@@ -383,13 +400,17 @@ class Q8(MomentFormat):
             )
         dtype = jnp.result_type(jnp.float32, param_dtype)
         if math.prod(shape) < self.min_size:
-            return jnp.zeros(shape, dtype)
-        blocks = num_blocks(shape, self.block_size)
+            return _placement.full_like(like, 0, dtype)
         zeros = jnp.zeros([], jnp.float32)
         codes = quantize(zeros, mapping=self.mapping, signed=signed).codes  # the code of 0
+        # The scale is derived from zeros the way quantize() derives it from a moment, so it
+        # is placed as every update will place it (blocks of a sharded axis stay sharded).
+        blocked = _to_blocks(
+            _placement.full_like(like, 0, jnp.uint8), num_blocks(shape, self.block_size)
+        )
         return QuantizedArray(
-            jnp.full(shape, codes, codes.dtype),
-            jnp.zeros((*shape[:-1], blocks) if shape else (1,), jnp.float32),
+            _placement.full_like(like, codes, codes.dtype),
+            jnp.sum(blocked, axis=-1, dtype=jnp.uint8).astype(jnp.float32),
         )
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
@@ -406,12 +427,12 @@ class StochasticBF16(MomentFormat):
     seed: int = 0
     needs_key = True
 
-    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
-        if jnp.issubdtype(param_dtype, jnp.complexfloating):
+    def init(self, like: Any, *, signed: bool) -> Any:
+        if jnp.issubdtype(_dtype_of(like), jnp.complexfloating):
             raise TypeError(
                 "stochastic_bf16: bfloat16 moments are for real params, got a complex leaf"
             )
-        return jnp.zeros(shape, jnp.bfloat16)
+        return _placement.full_like(like, 0, jnp.bfloat16)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         return stochastic_round_bf16(x, key)
@@ -423,8 +444,9 @@ class Cast(MomentFormat):
 
     dtype: Any = None
 
-    def init(self, shape: tuple[int, ...], param_dtype: Any, *, signed: bool) -> Any:
-        return jnp.zeros(shape, moments.storage_dtype(param_dtype, self.dtype, real=not signed))
+    def init(self, like: Any, *, signed: bool) -> Any:
+        dtype = moments.storage_dtype(_dtype_of(like), self.dtype, real=not signed)
+        return _placement.full_like(like, 0, dtype)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         del key, signed

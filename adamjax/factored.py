@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _tree, moments, transform
+from adamjax import _placement, _tree, moments, transform
 from adamjax import _validation as v
 
 DecayRateFn = Callable[[jax.Array, Any], jax.Array]
@@ -213,7 +213,18 @@ def scale_by_factored_rms(
             dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
             dtype = moments.storage_dtype(dtype, nu_dtype, real=True)
             axes = _factored_axes(shape, factored, min_dim_size_to_factor)
-            return tuple(jnp.zeros(s, dtype) for s in _state_shapes(shape, axes))
+            if axes is None:
+                # Separate buffers: a state donated to jit must not alias itself.
+                return (
+                    jnp.zeros((1,), dtype),
+                    jnp.zeros((1,), dtype),
+                    _placement.full_like(p, 0, dtype),
+                )
+            long, short = axes
+            # Each statistic is a mean over one axis, placed like the param less that axis.
+            row = _placement.zeros_without_axis(p, long, dtype)
+            col = _placement.zeros_without_axis(p, short, dtype)
+            return row, col, jnp.zeros((1,), dtype)
 
         v_row, v_col, nu = _tree.map_unzip(leaf, 3, params)
         return ScaleByFactoredRmsState(jnp.zeros([], jnp.int32), v_row, v_col, nu)
@@ -229,16 +240,22 @@ def scale_by_factored_rms(
         _check_structure(fn, updates, state.v)
         count = state.count
 
+        leaves = jax.tree_util.tree_flatten_with_path(updates)[0]
+        stats = zip(*(jax.tree.leaves(x) for x in (state.v_row, state.v_col, state.v)), strict=True)
+        for (path, g), have in zip(leaves, stats, strict=True):
+            shape = jnp.shape(g)
+            want = _state_shapes(shape, _factored_axes(shape, factored, min_dim_size_to_factor))
+            if want != tuple(x.shape for x in have):
+                raise ValueError(
+                    f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
+                    f"{shape} and needs (v_row, v_col, v) of shapes {want}, but the optimizer "
+                    f"state holds {tuple(x.shape for x in have)}. Was init() called on params of "
+                    "other shapes, or with another min_dim_size_to_factor?"
+                )
+
         def leaf(g, v_row, v_col, nu):
             shape = jnp.shape(g)
             axes = _factored_axes(shape, factored, min_dim_size_to_factor)
-            want, have = _state_shapes(shape, axes), (v_row.shape, v_col.shape, nu.shape)
-            if want != have:
-                raise ValueError(
-                    f"{fn}: an update of shape {shape} needs (v_row, v_col, v) of shapes {want}, "
-                    f"but the optimizer state holds {have}. Was init() called on params of other "
-                    "shapes, or with another min_dim_size_to_factor?"
-                )
             dtype = moments.compute_dtype(g.dtype, nu.dtype)
             g_c = g.astype(dtype)
             g_sq = moments.squared_magnitude(g_c) + epsilon
@@ -346,6 +363,21 @@ def relative_step_schedule(cap: float | jax.Array = 1e-2) -> optax.Schedule:
     return schedule
 
 
+def _momentum(decay: float, accumulator_dtype: Any) -> optax.GradientTransformation:
+    """``optax.ema`` without debiasing, whose updates keep the dtype of the incoming updates.
+
+    ``optax.ema`` returns the new average in its accumulator's dtype, so float16 or bfloat16
+    params would get float32 updates (twice the memory, and a dtype the chain did not ask for).
+    """
+    ema = optax.ema(decay, debias=False, accumulator_dtype=accumulator_dtype)
+
+    def update_fn(updates, state, params=None):
+        averaged, state = ema.update(updates, state, params)
+        return jax.tree.map(lambda a, u: a.astype(u.dtype), averaged, updates), state
+
+    return optax.GradientTransformation(ema.init, update_fn)
+
+
 def adafactor(
     learning_rate: transform.ScalarOrSchedule | None = None,
     min_dim_size_to_factor: int = 128,
@@ -393,7 +425,10 @@ def adafactor(
     per-step decay, *not* multiplied by the learning rate or the parameter scale; momentum
     averages the already scaled step :math:`\alpha_t \hat U_t` (Mesh TensorFlow's form) without
     bias correction; ``dtype_momentum`` defaults to float32 even for float64 params (pass
-    ``None`` to follow the params). With ``optax.inject_hyperparams``, pass
+    ``None`` to follow the params). One difference from optax: with momentum, the updates keep
+    the params' dtype (optax returns them in ``dtype_momentum``, so float32 for bfloat16 params;
+    ``optax.apply_updates`` then rounds the sum once instead of twice, a half-ulp difference in
+    the param). With ``optax.inject_hyperparams``, pass
     ``static_args=("min_dim_size_to_factor", "dtype_momentum")``: the first decides the state's
     shapes and the second is not a number.
 
@@ -478,8 +513,10 @@ def adafactor(
     if multiply_by_parameter_scale:
         pieces.append(optax.scale_by_param_block_rms(eps_scale))
     if momentum is not None:
-        pieces.append(optax.ema(momentum, debias=False, accumulator_dtype=dtype_momentum))
+        pieces.append(_momentum(momentum, dtype_momentum))
     if weight_decay_rate is not None:
-        pieces.append(transform.add_decayed_weights(weight_decay_rate, weight_decay_mask))
+        pieces.append(
+            transform.masked_decay(fn, weight_decay_rate, weight_decay_mask, "weight_decay_mask")
+        )
     pieces.append(optax.scale(-1.0))
     return optax.chain(*pieces)

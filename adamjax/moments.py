@@ -366,8 +366,15 @@ class StepScalars(NamedTuple):
 def initial_step_scalars(dtype: Any, *, with_max: bool = False) -> StepScalars:
     """Returns the :class:`StepScalars` a state holds before its first update (corrections 1, eps
     0): a placeholder with the right structure and dtypes, not a meaningful value."""
-    one, zero = jnp.ones([], dtype), jnp.zeros([], dtype)
-    return StepScalars(one, one, zero, zero, one if with_max else None)
+
+    # A new array per field: a state donated to jit must not hold one buffer twice.
+    def one() -> jax.Array:
+        return jnp.ones([], dtype)
+
+    def zero() -> jax.Array:
+        return jnp.zeros([], dtype)
+
+    return StepScalars(one(), one(), zero(), zero(), one() if with_max else None)
 
 
 def record_step(
