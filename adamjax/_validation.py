@@ -35,10 +35,22 @@ def _check_number(fn: str, name: str, value: Any, *, schedule_ok: bool) -> bool:
     raise TypeError(f"{fn}: {name} must be {kinds}, got {value!r} of type {type(value).__name__}")
 
 
-def check_unit_interval(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
-    """Checks a decay rate such as ``b1``/``b2`` lies in [0, 1)."""
-    if _check_number(fn, name, value, schedule_ok=schedule_ok) and not 0.0 <= value < 1.0:
+def check_unit_interval(
+    fn: str, name: str, value: Any, *, schedule_ok: bool = False, float32: bool = True
+) -> None:
+    """Checks a decay rate such as ``b1``/``b2`` lies in [0, 1), and with ``float32`` also once
+    rounded to float32 (the optimizer computes in float32, where 1 - 1e-9 is 1.0 and a bias
+    correction 1 - b**t would be 0)."""
+    if not _check_number(fn, name, value, schedule_ok=schedule_ok):
+        return
+    if not 0.0 <= value < 1.0:
         raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
+    if float32 and np.float32(value) >= 1.0:
+        raise ValueError(
+            f"{fn}: {name} must be in [0, 1), got {value!r}, which is 1.0 in float32, the "
+            f"precision the optimizer computes in; the largest float32 below 1 is "
+            f"{float(np.nextafter(np.float32(1), np.float32(0)))!r}"
+        )
 
 
 def check_non_negative(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
@@ -163,6 +175,44 @@ def check_tree_match(
                 f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
                 f"{jnp.shape(u)} but the {what} there has shape {jnp.shape(r)}."
             )
+
+
+def _is_mask_flag(leaf: Any) -> bool:
+    if isinstance(leaf, (bool, np.bool_)):
+        return True
+    # A concrete boolean scalar array works too; a traced one cannot choose the masked branch.
+    return (
+        isinstance(leaf, (np.ndarray, jax.Array))
+        and not isinstance(leaf, jax.core.Tracer)
+        and leaf.shape == ()
+        and leaf.dtype == np.bool_
+    )
+
+
+def check_mask_flags(fn: str, mask: Any, name: str = "mask") -> None:
+    """Checks every leaf of a mask pytree is True or False (a concrete Python or NumPy bool)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(mask)[0]:
+        if not _is_mask_flag(leaf):
+            raise TypeError(
+                f"{fn}: {name} leaves must be True or False, got {leaf!r} of type "
+                f"{type(leaf).__name__} at {jax.tree_util.keystr(path) or '<root>'}"
+            )
+
+
+def check_mask(fn: str, mask: Any, tree: Any, name: str = "mask") -> None:
+    """Checks ``mask`` holds bools and has the structure of ``tree`` (params or updates) or of a
+    prefix of it, which is what ``optax.masked`` needs."""
+    check_mask_flags(fn, mask, name)
+    try:
+        jax.tree.map(lambda flag, subtree: None, mask, tree)
+    except ValueError:
+        raise ValueError(
+            f"{fn}: {name} must have the params' tree structure, or a prefix of it.\n"
+            f"  {name}: {jax.tree.structure(mask)}\n"
+            f"  params: {jax.tree.structure(tree)}\n"
+            f"Build it from the params, e.g. "
+            f"{name}=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)."
+        ) from None
 
 
 def check_moment_format(fn: str, name: str, value: Any) -> None:

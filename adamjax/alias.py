@@ -132,7 +132,7 @@ def _decoupled_chain(
     v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
     v.check_non_negative(fn, "weight_decay", weight_decay, schedule_ok=True)
     v.check_choice(fn, "weight_decay_scaling", weight_decay_scaling, WEIGHT_DECAY_SCALINGS)
-    decay = transform.add_decayed_weights(weight_decay, mask)
+    decay = transform.masked_decay(fn, weight_decay, mask)
     if weight_decay_scaling == "learning_rate":
         if schedule_multiplier is not None:
             raise ValueError(
@@ -336,7 +336,7 @@ def _with_weight_decay(
     v.check_non_negative(fn, "weight_decay", weight_decay, schedule_ok=True)
     # L2 regularisation: lambda * theta joins the gradient before the moments see it.
     return optax.chain(
-        transform.add_decayed_weights(weight_decay, mask),
+        transform.masked_decay(fn, weight_decay, mask),
         moment_piece,
         transform.scale_by_learning_rate(learning_rate),
     )

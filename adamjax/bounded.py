@@ -126,6 +126,7 @@ def _check_hyperparams(
     b1: Any,
     b2: Any,
     eps: Any,
+    eps_root: Any,
     amsbound: Any,
     mu_dtype: Any,
     nu_dtype: Any,
@@ -133,10 +134,12 @@ def _check_hyperparams(
     """Checks AdaBound's options under the name of the function the user called."""
     v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
     v.check_non_negative(fn, "final_lr", final_lr)
-    v.check_unit_interval(fn, "gamma", gamma)
+    # gamma only sets how fast the bounds close (1 / (gamma t + 1)): 1.0 in float32 is harmless.
+    v.check_unit_interval(fn, "gamma", gamma, float32=False)
     v.check_unit_interval(fn, "b1", b1, schedule_ok=True)
     v.check_unit_interval(fn, "b2", b2, schedule_ok=True)
     v.check_non_negative(fn, "eps", eps)
+    v.check_non_negative(fn, "eps_root", eps_root)
     v.check_bool(fn, "amsbound", amsbound)
     v.check_float_dtype(fn, "mu_dtype", mu_dtype)
     v.check_float_dtype(fn, "nu_dtype", nu_dtype)
@@ -162,6 +165,7 @@ def scale_by_adabound(
     eps: float | jax.Array = 1e-8,
     *,
     amsbound: bool = False,
+    eps_root: float | jax.Array = 0.0,
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -213,6 +217,9 @@ def scale_by_adabound(
       b2: decay of the second moment, in [0, 1), or a schedule of the 0-based count.
       eps: added to :math:`\sqrt{\tilde v_t}`, >= 0.
       amsbound: use the running maximum of the second moment (AMSBound).
+      eps_root: added to :math:`\tilde v_t` inside the square root, >= 0 (0 in the package).
+        Make it positive to differentiate through the update (meta-learning): the square
+        root's derivative at a zero second moment is infinite.
       mu_dtype: storage dtype of ``mu``; ``None`` follows the params.
       nu_dtype: storage dtype of ``nu`` and ``nu_max``; ``None`` follows the params (real part
         for complex).
@@ -234,7 +241,7 @@ def scale_by_adabound(
     """
     fn = "scale_by_adabound"
     _check_hyperparams(
-        fn, learning_rate, final_lr, gamma, b1, b2, eps, amsbound, mu_dtype, nu_dtype
+        fn, learning_rate, final_lr, gamma, b1, b2, eps, eps_root, amsbound, mu_dtype, nu_dtype
     )
 
     def init_fn(params: optax.Params) -> ScaleByAdaBoundState:
@@ -271,7 +278,7 @@ def scale_by_adabound(
 
         # AMSBound's maximum is of the raw v, so it is corrected like v.
         max_correction = d2.bias_correction(dtype) if amsbound else None
-        last = transform._record(d1, d2, eps, 0.0, "hat", state, max_correction)
+        last = transform._record(d1, d2, eps, eps_root, "hat", state, max_correction)
 
         def leaf(g, m, nu, nu_max):
             _, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
@@ -314,6 +321,7 @@ def adabound(
     weight_decay: transform.ScalarOrSchedule = 0.0,
     amsbound: bool = False,
     *,
+    eps_root: float | jax.Array = 0.0,
     mask: Any | None = None,
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
@@ -346,6 +354,8 @@ def adabound(
       weight_decay: coupled L2 coefficient :math:`\lambda`, a number >= 0 or a schedule.
         ``update`` needs ``params`` unless it is the constant 0.
       amsbound: use the running maximum of the second moment (AMSBound).
+      eps_root: added to the second moment inside the square root, >= 0 (see
+        :func:`scale_by_adabound`; positive for differentiating through the update).
       mask: which leaves to decay: a pytree of bools or a callable on the params (see
         :func:`~adamjax.add_decayed_weights`).
       mu_dtype: storage dtype of the first moment; ``None`` follows the params.
@@ -366,11 +376,11 @@ def adabound(
     """
     fn = "adabound"
     _check_hyperparams(
-        fn, learning_rate, final_lr, gamma, b1, b2, eps, amsbound, mu_dtype, nu_dtype
+        fn, learning_rate, final_lr, gamma, b1, b2, eps, eps_root, amsbound, mu_dtype, nu_dtype
     )
     v.check_non_negative(fn, "weight_decay", weight_decay, schedule_ok=True)
     return optax.chain(
-        transform.add_decayed_weights(weight_decay, mask),
+        transform.masked_decay(fn, weight_decay, mask),
         scale_by_adabound(
             learning_rate,
             final_lr,
@@ -379,6 +389,7 @@ def adabound(
             b2,
             eps,
             amsbound=amsbound,
+            eps_root=eps_root,
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
         ),

@@ -179,6 +179,7 @@ def _check_hyperparams(
     b1: Any,
     b2: Any,
     eps: Any,
+    eps_root: Any,
     switch_tol: Any,
     granularity: Any,
     nesterov: Any,
@@ -189,7 +190,9 @@ def _check_hyperparams(
     nu_dtype: Any,
 ) -> None:
     v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
-    v.check_moment_hyperparams(fn, b1, b2, eps, 0.0, eps_mode, mu_dtype, nu_dtype, formats_ok=False)
+    v.check_moment_hyperparams(
+        fn, b1, b2, eps, eps_root, eps_mode, mu_dtype, nu_dtype, formats_ok=False
+    )
     v.check_positive(fn, "switch_tol", switch_tol)
     v.check_non_negative(fn, "switch_rtol", switch_rtol)
     v.check_choice(fn, "granularity", granularity, GRANULARITIES)
@@ -221,6 +224,7 @@ def scale_by_swats(
     nesterov: bool = False,
     *,
     switch_rtol: float | jax.Array = 0.0,
+    eps_root: float | jax.Array = 0.0,
     eps_mode: moments.EpsMode = "paper",
     sgd_schedule: SgdSchedule = "relative",
     mu_dtype: Any | None = None,
@@ -263,6 +267,9 @@ def scale_by_swats(
       nesterov: Nesterov look-ahead in the SGD phase.
       switch_rtol: relative tolerance of the switching test, >= 0 (torch-optimizer: 1e-6, with
         ``switch_tol=1e-8``).
+      eps_root: added to the second moment inside the square root, >= 0 (0 in the paper).
+        Make it positive to differentiate through the update: the square root's derivative at
+        a zero second moment is infinite.
       eps_mode: ``"paper"`` or ``"hat"``, as in :func:`adamjax.scale_by_adam`.
       sgd_schedule: ``"relative"`` or ``"fixed"``: whether the learning rate's change since the
         switch rescales :math:`\Lambda`.
@@ -290,6 +297,7 @@ def scale_by_swats(
         b1,
         b2,
         eps,
+        eps_root,
         switch_tol,
         granularity,
         nesterov,
@@ -341,7 +349,7 @@ def scale_by_swats(
             g, m_t, v_t = moments.update_moments(g, m, nu, d1.rate, d2.rate)
             m_hat = moments.first_moment_estimate(m_t, g, d1)
             v_hat = d2.corrected(v_t)
-            d = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=0.0, eps_mode=eps_mode)
+            d = moments.direction(m_hat, v_hat, d2, eps=eps, eps_root=eps_root, eps_mode=eps_mode)
             u = lr * d
             return g, m_t, v_t, u, _real_dot(u, u), _real_dot(u, g)
 
@@ -427,7 +435,7 @@ def scale_by_swats(
             new.sgd_rate,
             new.switch_learning_rate,
         )
-        last = transform._record(d1, d2, eps, 0.0, eps_mode, state)
+        last = transform._record(d1, d2, eps, eps_root, eps_mode, state)
         return updates, ScaleBySwatsState(
             d1.count,
             mu,
@@ -454,6 +462,7 @@ def swats(
     nesterov: bool = False,
     *,
     switch_rtol: float = 0.0,
+    eps_root: float = 0.0,
     eps_mode: moments.EpsMode = "paper",
     sgd_schedule: SgdSchedule = "relative",
     mu_dtype: Any | None = None,
@@ -486,6 +495,8 @@ def swats(
         leaf switches on its own).
       nesterov: Nesterov look-ahead in the SGD phase.
       switch_rtol: relative tolerance of the switching test, >= 0.
+      eps_root: added to the second moment inside the square root, >= 0 (see
+        :func:`scale_by_swats`).
       eps_mode: ``"paper"`` (torch.optim/optax Adam) or ``"hat"`` (torch-optimizer's SWATS).
       sgd_schedule: ``"relative"`` (the SGD rate follows the learning rate's changes since the
         switch) or ``"fixed"`` (the paper's constant :math:`\Lambda`).
@@ -511,6 +522,7 @@ def swats(
         b1,
         b2,
         eps,
+        eps_root,
         switch_tol,
         granularity,
         nesterov,
@@ -530,6 +542,7 @@ def swats(
             granularity,
             nesterov,
             switch_rtol=switch_rtol,
+            eps_root=eps_root,
             eps_mode=eps_mode,
             sgd_schedule=sgd_schedule,
             mu_dtype=mu_dtype,

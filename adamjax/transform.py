@@ -372,7 +372,34 @@ def add_decayed_weights(
         return updates, new_state
 
     tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
-    return tx if mask is None else optax.masked(tx, mask)
+    return tx if mask is None else checked_mask(fn, tx, mask)
+
+
+def checked_mask(
+    fn: str, tx: optax.GradientTransformation, mask: Any, name: str = "mask"
+) -> optax.GradientTransformation:
+    """``optax.masked(tx, mask)``, with a mask that does not fit the params failing by name.
+
+    The check runs where the mask meets a tree (``init`` and every traced ``update``), on
+    structures only, so it costs nothing in a compiled step.
+    """
+    if not callable(mask):
+        v.check_mask_flags(fn, mask, name)
+
+    def resolve(tree: Any) -> Any:
+        flags = mask(tree) if callable(mask) else mask
+        v.check_mask(fn, flags, tree, name)
+        return flags
+
+    return optax.masked(tx, resolve)
+
+
+def masked_decay(
+    fn: str, weight_decay: Any, mask: Any, name: str = "mask"
+) -> optax.GradientTransformation:
+    """:func:`add_decayed_weights` for an alias: a bad ``mask`` is reported under ``fn``."""
+    decay = add_decayed_weights(weight_decay)
+    return decay if mask is None else checked_mask(fn, decay, mask, name)
 
 
 class ScaleByNadamState(NamedTuple):

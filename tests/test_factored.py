@@ -505,7 +505,9 @@ def test_tree_or_shape_mismatch_fails_with_a_clear_message():
     state = tx.init({"w": jnp.ones((3, 4))})
     with pytest.raises(ValueError, match="scale_by_factored_rms: the updates' tree structure"):
         tx.update({"v": jnp.ones((3, 4))}, state, {"v": jnp.ones((3, 4))})
-    with pytest.raises(ValueError, match=re.escape("an update of shape (3, 5) needs")):
+    with pytest.raises(
+        ValueError, match=re.escape("the update at ['w'] has shape (3, 5) and needs")
+    ):
         tx.update({"w": jnp.ones((3, 5))}, state, {"w": jnp.ones((3, 5))})
     clip = clip_by_block_rms()
     with pytest.raises(ValueError, match="clip_by_block_rms: the updates' tree structure"):
