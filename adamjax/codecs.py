@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _placement, moments
+from adamjax import moments
 
 MAPPINGS: tuple[str, ...] = ("dynamic", "linear")
 
@@ -373,8 +373,11 @@ class MomentFormat:
     needs_key = False
 
     def init(self, like: Any, *, signed: bool) -> Any:
-        """The zero moment of the param ``like`` (an array or a ``jax.ShapeDtypeStruct``),
-        placed like it."""
+        """The zero moment of the param ``like`` (an array or a ``jax.ShapeDtypeStruct``).
+
+        Built from ``like`` with ``*_like`` operations, never from its shape alone, so that it
+        is placed like the param: sharded the same way, eagerly and under ``jax.jit`` with
+        explicit mesh axes (``jnp.zeros(shape)`` would put it on the default device)."""
         raise NotImplementedError
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
@@ -400,16 +403,16 @@ class Q8(MomentFormat):
             )
         dtype = jnp.result_type(jnp.float32, param_dtype)
         if math.prod(shape) < self.min_size:
-            return _placement.full_like(like, 0, dtype)
+            return jnp.zeros_like(like, dtype=dtype)
         zeros = jnp.zeros([], jnp.float32)
         codes = quantize(zeros, mapping=self.mapping, signed=signed).codes  # the code of 0
         # The scale is derived from zeros the way quantize() derives it from a moment, so it
         # is placed as every update will place it (blocks of a sharded axis stay sharded).
         blocked = _to_blocks(
-            _placement.full_like(like, 0, jnp.uint8), num_blocks(shape, self.block_size)
+            jnp.zeros_like(like, dtype=jnp.uint8), num_blocks(shape, self.block_size)
         )
         return QuantizedArray(
-            _placement.full_like(like, codes, codes.dtype),
+            jnp.full_like(like, codes, dtype=codes.dtype),
             jnp.sum(blocked, axis=-1, dtype=jnp.uint8).astype(jnp.float32),
         )
 
@@ -432,7 +435,7 @@ class StochasticBF16(MomentFormat):
             raise TypeError(
                 "stochastic_bf16: bfloat16 moments are for real params, got a complex leaf"
             )
-        return _placement.full_like(like, 0, jnp.bfloat16)
+        return jnp.zeros_like(like, dtype=jnp.bfloat16)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         return stochastic_round_bf16(x, key)
@@ -446,7 +449,7 @@ class Cast(MomentFormat):
 
     def init(self, like: Any, *, signed: bool) -> Any:
         dtype = moments.storage_dtype(_dtype_of(like), self.dtype, real=not signed)
-        return _placement.full_like(like, 0, dtype)
+        return jnp.zeros_like(like, dtype=dtype)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         del key, signed

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _placement, _tree, moments, transform
+from adamjax import _tree, moments, transform
 from adamjax import _validation as v
 
 DecayRateFn = Callable[[jax.Array, Any], jax.Array]
@@ -88,6 +88,13 @@ def _state_shapes(shape: tuple[int, ...], axes: tuple[int, int] | None) -> tuple
         return (1,), (1,), shape
     long, short = axes
     return shape[:long] + shape[long + 1 :], shape[:short] + shape[short + 1 :], (1,)
+
+
+def _zeros_without_axis(like: Any, axis: int, dtype: Any) -> jax.Array:
+    """Zeros of ``like``'s shape less ``axis``, placed like a mean of ``like`` over ``axis``
+    (sharded like ``like`` less that axis). A reduction of zeros rather than ``jnp.zeros``, so
+    that the placement is derived from the param; under ``jax.jit`` it folds to a constant."""
+    return jnp.sum(jnp.zeros_like(like, dtype=jnp.uint8), axis=axis, dtype=jnp.uint8).astype(dtype)
 
 
 def _check_structure(fn: str, updates: Any, state_tree: Any) -> None:
@@ -218,12 +225,12 @@ def scale_by_factored_rms(
                 return (
                     jnp.zeros((1,), dtype),
                     jnp.zeros((1,), dtype),
-                    _placement.full_like(p, 0, dtype),
+                    jnp.zeros_like(p, dtype=dtype),
                 )
             long, short = axes
             # Each statistic is a mean over one axis, placed like the param less that axis.
-            row = _placement.zeros_without_axis(p, long, dtype)
-            col = _placement.zeros_without_axis(p, short, dtype)
+            row = _zeros_without_axis(p, long, dtype)
+            col = _zeros_without_axis(p, short, dtype)
             return row, col, jnp.zeros((1,), dtype)
 
         v_row, v_col, nu = _tree.map_unzip(leaf, 3, params)
