@@ -41,6 +41,16 @@ def max_rel_err(actual: Any, expected: Any, *, floor: float = 0.0) -> float:
     return worst
 
 
+def assert_bitwise_equal(actual: Any, expected: Any, what: str) -> None:
+    """Asserts two pytrees have the same structure and, leaf by leaf, the same dtype, shape and
+    bytes (so -0.0 differs from 0.0, and bfloat16 or 8-bit codes need no arithmetic)."""
+    assert jax.tree.structure(actual) == jax.tree.structure(expected), what
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        a, e = np.asarray(a), np.asarray(e)
+        assert (a.dtype, a.shape) == (e.dtype, e.shape), what
+        assert a.tobytes() == e.tobytes(), f"{what}: {a!r} != {e!r}"
+
+
 def jitted_step(tx: optax.GradientTransformation, *, jit: bool = True) -> Callable:
     """Returns ``step(params, state, grads) -> (params, state)``, jit-compiled unless ``jit``
     is False (eager runs skip compilation, which dominates short property-test runs)."""

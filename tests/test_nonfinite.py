@@ -11,7 +11,7 @@ import pytest
 
 import adamjax
 
-from helpers import jitted_step
+from helpers import assert_bitwise_equal, jitted_step
 
 # Every alias, in settings that exercise its state (decay, AMSGrad maxima, the SWATS switch).
 ALIASES = {
@@ -75,15 +75,6 @@ def _poison(grads, value: float, step: int):
     return {**grads, name: leaf.reshape(grads[name].shape)}
 
 
-def _assert_bitwise_equal(a, b, what: str):
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert jax.tree.structure(a) == jax.tree.structure(b), what
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        x, y = np.asarray(x), np.asarray(y)
-        assert x.dtype == y.dtype and x.shape == y.shape, what
-        assert x.tobytes() == y.tobytes(), f"{what}: {x!r} != {y!r}"
-
-
 @pytest.mark.parametrize("name", sorted(ALIASES))
 def test_apply_if_finite_skips_bad_steps_and_loses_nothing(name):
     params, target = _problem()
@@ -99,7 +90,7 @@ def test_apply_if_finite_skips_bad_steps_and_loses_nothing(name):
             before = (p_f, s_f.inner_state)
             p_f, s_f = step(p_f, s_f, _poison(grads, FAULTS[t], t))
             # The bad step changed neither the params nor the moments and counts inside.
-            _assert_bitwise_equal((p_f, s_f.inner_state), before, f"{name}: bad step {t}")
+            assert_bitwise_equal((p_f, s_f.inner_state), before, f"{name}: bad step {t}")
             assert not bool(s_f.last_finite)
             continue
         p_f, s_f = step(p_f, s_f, grads)
@@ -107,8 +98,8 @@ def test_apply_if_finite_skips_bad_steps_and_loses_nothing(name):
 
     assert int(s_f.total_notfinite) == len(FAULTS) and int(s_r.total_notfinite) == 0
     # Bit for bit the trajectory without the bad steps: params, moments, counts, everything.
-    _assert_bitwise_equal(p_f, p_r, f"{name}: params")
-    _assert_bitwise_equal(s_f.inner_state, s_r.inner_state, f"{name}: state")
+    assert_bitwise_equal(p_f, p_r, f"{name}: params")
+    assert_bitwise_equal(s_f.inner_state, s_r.inner_state, f"{name}: state")
     good_steps = STEPS - len(FAULTS)
     counts = [
         x
@@ -184,4 +175,4 @@ def test_zero_gradients_in_half_precision_give_finite_updates(name, dtype):
     assert all(np.all(np.isfinite(np.asarray(x, np.float32))) for x in jax.tree.leaves(p))
     # Zero gradients from the start: only decoupled decay (adamw, nadam) may move the params.
     if name not in ("adamw", "nadam", "adamw(q8 moments)"):
-        _assert_bitwise_equal(p, params, f"{name}: zero gradients moved the params")
+        assert_bitwise_equal(p, params, f"{name}: zero gradients moved the params")

@@ -32,6 +32,8 @@ from hypothesis.extra import numpy as hnp
 
 import adamjax
 
+from helpers import assert_bitwise_equal
+
 OPTIMIZERS = (
     "adam",
     "adamw",
@@ -351,14 +353,6 @@ def signature(tree: Any) -> tuple:
     """Tree structure, and each leaf's shape and dtype."""
     leaves, treedef = jax.tree.flatten(tree)
     return treedef, [(jnp.shape(x), jnp.result_type(x)) for x in leaves]
-
-
-def assert_bitwise_equal(actual: Any, expected: Any, what: str) -> None:
-    assert jax.tree.structure(actual) == jax.tree.structure(expected), what
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
-        a, e = np.asarray(a), np.asarray(e)
-        assert (a.dtype, a.shape) == (e.dtype, e.shape), what
-        assert a.tobytes() == e.tobytes(), f"{what}: {a} != {e}"
 
 
 def widened(tree: Any) -> Any:
