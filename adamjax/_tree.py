@@ -25,7 +25,12 @@ def zeros_moment(params: Any, requested: Any | None, *, real: bool) -> Any:
     def zeros(p: Any) -> Any:
         if not _is_flax_variable(p):
             return fmt.init(p, signed=not real)
-        moment = fmt.init(p.get_value(), signed=not real)
+        value = p.get_value()
+        if not jax.tree.leaves(value):
+            # optax.masked / multi_transform put a leafless MaskedNode in the Variable of each
+            # param the inner transformation does not own; its moment is that same placeholder.
+            return p
+        moment = fmt.init(value, signed=not real)
         if codecs.is_quantized(moment):
             # Bare, not in a copy of the param's Variable: flax would apply the param's sharding
             # annotation to the scale too, whose block axis cannot take it. The arrays are

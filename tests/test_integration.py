@@ -367,6 +367,39 @@ def test_nnx_optimizer_trains_and_equals_optax_adamw():
     assert max_rel_err(ours, theirs) <= 1e-6
 
 
+# Every family member, and 8-bit moments, whose init builds each moment from its nnx Variable.
+NNX_SPLIT = {
+    "adam": lambda: adamjax.adam(LR),
+    "adamw": lambda: adamjax.adamw(LR, weight_decay=0.1),
+    "amsgrad": lambda: adamjax.amsgrad(LR),
+    "nadam": lambda: adamjax.nadam(LR),
+    "adamax": lambda: adamjax.adamax(LR),
+    "radam": lambda: adamjax.radam(LR),
+    "adabound": lambda: adamjax.adabound(LR),
+    "adafactor": lambda: adamjax.adafactor(LR, min_dim_size_to_factor=2),
+    "swats_leaf": lambda: adamjax.swats(LR, granularity="leaf"),
+    "adam_q8": lambda: adamjax.adam(LR, mu_dtype=adamjax.q8(min_size=16), nu_dtype=adamjax.q8()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NNX_SPLIT))
+def test_nnx_optimizer_with_multi_transform_equals_the_plain_optimizer(name):
+    """optax.multi_transform (optax.masked inside) hands each inner optimizer Variables whose
+    value is a MaskedNode for the params it does not own; init must keep them as placeholders.
+    Two copies of an optimizer that acts leaf by leaf, one for kernels and one for biases, are
+    the optimizer itself."""
+    make = NNX_SPLIT[name]
+
+    def labels(params):
+        return jax.tree.map(lambda p: "kernel" if p.ndim > 1 else "bias", params)
+
+    split = optax.multi_transform({"kernel": make(), "bias": make()}, labels)
+    ours, losses = train_nnx(split, 10)
+    plain, _ = train_nnx(make(), 10)
+    assert losses[-1] < losses[0]
+    assert max_rel_err(ours, plain) <= 1e-6
+
+
 # 7. Flax TrainState ---------------------------------------------------------------------------
 
 
