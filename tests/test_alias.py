@@ -177,6 +177,29 @@ OPTAX_CASES = {
         lambda: adamjax.amsgrad(LR, max_of="corrected"),
         lambda: optax.amsgrad(LR),
     ),
+    "nadamw": (
+        lambda: adamjax.adamw(LR, weight_decay=0.05, nesterov=True),
+        lambda: optax.nadamw(LR, weight_decay=0.05),
+    ),
+    # The pieces on their own, chained by hand the same way in both libraries.
+    "pieces_adam_decay": (
+        lambda: optax.chain(
+            adamjax.scale_by_adam(0.8, 0.99, 1e-6, 1e-12, nesterov=True),
+            adamjax.add_decayed_weights(0.05, mask={"w": True, "b": False, "s": True}),
+            optax.scale(-LR),
+        ),
+        lambda: optax.chain(
+            optax.scale_by_adam(0.8, 0.99, 1e-6, 1e-12, nesterov=True),
+            optax.add_decayed_weights(0.05, mask={"w": True, "b": False, "s": True}),
+            optax.scale(-LR),
+        ),
+    ),
+    "pieces_amsgrad": (
+        lambda: optax.chain(
+            adamjax.scale_by_amsgrad(0.8, 0.99, 1e-6, max_of="corrected"), optax.scale(-LR)
+        ),
+        lambda: optax.chain(optax.scale_by_amsgrad(0.8, 0.99, 1e-6), optax.scale(-LR)),
+    ),
 }
 
 
@@ -563,3 +586,23 @@ def test_radam_float32_rectification_is_accurate():
         worst = max(worst, max_rel_err(ours, theirs))
     assert ref.rectified_steps[0] == 6
     assert worst <= 5e-5
+
+
+def test_radam_paper_eps_matches_optax_radam_in_float64():
+    """``radam(eps_mode="paper")`` is optax.radam: eps outside √v̂, rectified once ρₜ passes 5.
+
+    In float64 optax's βᵗ rounding (the reason float32 is not compared above) is harmless, so
+    the two agree to rounding. Both thresholds are met at the same step: ρₜ never equals 5
+    exactly, so optax's ``>=`` and torch's ``>`` choose alike.
+    """
+    with jax.enable_x64(True):
+        params, grad_fn = quadratic_problem(seed=9)
+        reference = optax_reference_step(optax.radam(LR / 100), params)
+        ours, _, theirs = run_forced(
+            adamjax.radam(LR / 100, eps_mode="paper"), reference, params, grad_fn, 500
+        )
+        hat, _, _ = run_forced(adamjax.radam(LR / 100), reference, params, grad_fn, 500)
+    assert max_rel_err(ours, theirs) <= 1e-10
+    assert max_rel_err(ours, params) > 1e-2
+    # The default ε̂ form (torch's) is not optax's.
+    assert max_rel_err(hat, theirs) > 1e-6

@@ -40,6 +40,17 @@ def hyper(g: dict) -> dict:
     return dict(b1=float(g["hp_b1"]), b2=float(g["hp_b2"]), eps=float(g["hp_eps"]))
 
 
+def wd(g: dict) -> float:
+    return float(g["hp_weight_decay"])
+
+
+def adam_l2(g: dict) -> optax.GradientTransformation:
+    """torch.optim.Adam's default weight decay: L2, wd * p joins the gradient before the moments."""
+    return optax.chain(
+        adamjax.add_decayed_weights(wd(g)), adamjax.adam(learning_rate(g), **hyper(g))
+    )
+
+
 # name -> adamjax transformation under the convention that library follows.
 CASES = {
     "torch_adam": lambda g: adamjax.adam(learning_rate(g), **hyper(g)),
@@ -49,6 +60,14 @@ CASES = {
     ),
     "torch_adamw_schedule": lambda g: adamjax.adamw(
         learning_rate(g), weight_decay=float(g["hp_weight_decay"]), **hyper(g)
+    ),
+    "torch_adam_l2": adam_l2,
+    # torch.optim.Adam(decoupled_weight_decay=True) is AdamW.
+    "torch_adam_decoupled": lambda g: adamjax.adamw(
+        learning_rate(g), weight_decay=wd(g), **hyper(g)
+    ),
+    "torch_adamw_amsgrad": lambda g: adamjax.amsgrad(
+        learning_rate(g), weight_decay=wd(g), **hyper(g)
     ),
     "keras_adam": lambda g: adamjax.adam(learning_rate(g), eps_mode="hat", **hyper(g)),
     "keras_amsgrad": lambda g: adamjax.amsgrad(learning_rate(g), eps_mode="hat", **hyper(g)),
@@ -66,6 +85,14 @@ CASES = {
         for name in ("torch_nadam", "torch_nadam_l2", "torch_nadam_decoupled")
     },
     "torch_adamax": lambda g: adamjax.adamax(learning_rate(g), **hyper(g)),
+    # torch.optim.Adamax's weight decay is L2: adamjax.adamax's default
+    # decoupled_weight_decay=False.
+    "torch_adamax_l2": lambda g: adamjax.adamax(learning_rate(g), weight_decay=wd(g), **hyper(g)),
+    # Keras' fixed momentum schedule b1*(1 - 0.5*0.96**t) is torch's with momentum_decay=1; its
+    # eps sits outside the square root of the bias-corrected v, adamjax's default "paper" mode.
+    "keras_nadam": lambda g: adamjax.nadam(learning_rate(g), momentum_decay=1.0, **hyper(g)),
+    # Keras adds eps to u in the denominator; torch (the default "max") adds it to |g|.
+    "keras_adamax": lambda g: adamjax.adamax(learning_rate(g), eps_mode="denominator", **hyper(g)),
     **{
         name: lambda g: adamjax.radam(
             learning_rate(g),
@@ -95,8 +122,10 @@ def replay(g: dict, tx: optax.GradientTransformation) -> list[tuple[dict, object
         }
         params, state = step(params, state, grads)
         if k + 1 in checkpoints:
-            # The alias' moment piece: the first state in the chain that holds moments.
-            out.append((params, next(s for s in state if hasattr(s, "mu"))))
+            # The alias' moment piece: the first state in the chain that holds moments, searched
+            # depth first (optax.chain(add_decayed_weights, adam) nests adam's own chain).
+            nodes = jax.tree.leaves(state, is_leaf=lambda s: hasattr(s, "mu"))
+            out.append((params, next(s for s in nodes if hasattr(s, "mu"))))
     return out
 
 
@@ -144,7 +173,31 @@ def test_matches_golden_trajectory(name):
             "torch_adamax",
             lambda g: adamjax.adamax(learning_rate(g), eps_mode="denominator", **hyper(g)),
         ),
+        # torch's momentum_decay=4e-3 is not Keras' fixed schedule.
+        (
+            "keras_nadam",
+            lambda g: adamjax.nadam(learning_rate(g), momentum_decay=4e-3, **hyper(g)),
+        ),
+        ("keras_adamax", lambda g: adamjax.adamax(learning_rate(g), **hyper(g))),
         ("torch_radam", lambda g: adamjax.radam(learning_rate(g), eps_mode="paper", **hyper(g))),
+        # torch.optim.Adam's weight decay is L2, not AdamW's, and the other way round.
+        (
+            "torch_adam_l2",
+            lambda g: adamjax.adamw(learning_rate(g), weight_decay=wd(g), **hyper(g)),
+        ),
+        ("torch_adam_decoupled", adam_l2),
+        (
+            "torch_adamw_amsgrad",
+            lambda g: adamjax.amsgrad(
+                learning_rate(g), weight_decay=wd(g), max_of="corrected", **hyper(g)
+            ),
+        ),
+        (
+            "torch_adamax_l2",
+            lambda g: adamjax.adamax(
+                learning_rate(g), weight_decay=wd(g), decoupled_weight_decay=True, **hyper(g)
+            ),
+        ),
     ],
 )
 def test_the_other_convention_does_not_match(name, wrong):

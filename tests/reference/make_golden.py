@@ -4,9 +4,10 @@ The ``.npz`` files in ``tests/reference/golden/`` record what the reference libr
 actually do on one small, fixed, noisy optimisation problem. The ``adamjax`` test suite
 only *reads* these files, so running the tests never needs torch, keras or the packages.
 
-Sources: ``torch.optim`` (Adam, AMSGrad, AdamW, NAdam, Adamax, RAdam), Keras 3 on the JAX
-backend (Adam, AMSGrad, AdamW), the AdaBound authors' package ``adabound`` (AdaBound,
-AMSBound) and ``torch-optimizer`` (SWATS).
+Sources: ``torch.optim`` (Adam with no, coupled L2 or decoupled weight decay, AMSGrad, AdamW,
+AdamW with AMSGrad, NAdam, Adamax with and without L2, RAdam), Keras 3 on the JAX backend
+(Adam, AMSGrad, AdamW, Nadam, Adamax), the AdaBound authors' package ``adabound``
+(AdaBound, AMSBound) and ``torch-optimizer`` (SWATS).
 
 How to regenerate:
 
@@ -21,8 +22,8 @@ Each run is deterministic: the problem comes from a fixed numpy seed and is shar
 every case except SWATS, which gets a dedicated noiseless one-leaf problem (see
 :func:`make_swats_problem`). Before writing anything, the script replays every case with
 an independent float64 numpy implementation of the published update equations (one
-replay class per algorithm family) and refuses to save a case whose trajectory disagrees
-by a relative error of 1e-12 or more.
+replay class per algorithm family and library convention) and refuses to save a case
+whose trajectory disagrees by a relative error of 1e-12 or more.
 
 File layout (``__`` separates a key from a leaf name ``L``):
 
@@ -33,8 +34,12 @@ File layout (``__`` separates a key from a leaf name ``L``):
   of 0-based step ``k`` is ``hp_lr * hp_lr_decay**k``. ``hp_amsgrad``: bool scalar, true
   when the running maximum of the second moment is used (AMSGrad, AMSBound).
 * Family-specific ``hp_<name>`` float64 or bool scalars, only in the files that need
-  them: ``hp_momentum_decay`` (NAdam), ``hp_decoupled`` (NAdam, RAdam, AdaBound: whether
-  ``hp_weight_decay`` is decoupled ``p *= 1 - lr*wd`` or coupled ``g += wd*p``),
+  them: ``hp_momentum_decay`` (torch NAdam; Keras Nadam has no such argument, its fixed
+  schedule is torch's with momentum_decay=1, see ``KERAS_NADAM_CONVENTION``, and its file
+  has no ``hp_momentum_decay``), ``hp_decoupled`` (NAdam, RAdam, AdaBound, and the
+  torch.optim.Adam and Adamax files with weight decay: whether ``hp_weight_decay`` is
+  decoupled ``p *= 1 - lr*wd`` or coupled ``g += wd*p``; the AdamW files have no such key,
+  AdamW always decouples),
   ``hp_final_lr``, ``hp_gamma``, ``hp_amsbound`` (AdaBound), ``hp_nesterov`` (SWATS) and
   the int64 result ``hp_switch_step`` (SWATS: the 1-based step whose Adam update triggered
   the switch, or -1).
@@ -42,10 +47,11 @@ File layout (``__`` separates a key from a leaf name ``L``):
 * ``p0__L``, ``h__L``, ``c__L``, ``noise__L``: the problem. The gradient at step ``k``
   is ``h * (p - c) + noise[k]`` evaluated at the current parameters.
 * ``param__L``, ``mu__L``, ``nu__L`` and, for AMSGrad/AMSBound, ``nu_max__L``:
-  parameters, first moment, raw second moment (Adamax: the infinity norm ``u``) and raw
-  running maximum of the second moment at each checkpoint, stacked along a leading axis
-  of length ``len(steps)``.
-* Extra state slots, stacked the same way: ``mu_product__L`` (NAdam, 0-d per checkpoint),
+  parameters, first moment, raw second moment (Adamax: the infinity norm ``u``, which
+  holds torch's eps but not Keras's, see the conventions) and raw running maximum of the
+  second moment at each checkpoint, stacked along a leading axis of length ``len(steps)``.
+* Extra state slots, stacked the same way: ``mu_product__L`` (NAdam, 0-d per checkpoint:
+  torch's per-tensor ``mu_product``; Keras Nadam's single ``u_product``, repeated per leaf),
   ``lambda__L`` (SWATS scaling EMA, 0-d per checkpoint) and ``momentum__L`` (SWATS
   SGD-phase buffer, zero before the switch).
 * Per-step records of length ``NUM_STEPS`` (SWATS only): ``phase_per_step`` (int64, 0
@@ -124,8 +130,9 @@ class Hyper:
         b1: First-moment decay rate.
         b2: Second-moment decay rate.
         eps: Epsilon, in whatever convention the library uses.
-        weight_decay: Weight-decay coefficient (0.0 for none). AdamW decouples it; in the
-            other families ``extra["decoupled"]`` says which form is used.
+        weight_decay: Weight-decay coefficient (0.0 for none). AdamW decouples it; for
+            torch.optim.Adam with weight decay and in the other families
+            ``extra["decoupled"]`` says which form is used.
         lr_decay: Per-step factor; step ``k`` (0-based) uses ``lr * lr_decay**k``.
         amsgrad: Whether the running maximum of the second moment is used (AMSGrad,
             AMSBound).
@@ -338,7 +345,11 @@ ADAM_SLOTS: Mapping[str, str] = {"mu": "exp_avg", "nu": "exp_avg_sq"}
 
 
 def build_torch_adam(params: list[torch.Tensor], hp: Hyper) -> torch.optim.Optimizer:
-    """torch.optim.Adam, or AdamW when ``hp.weight_decay`` is set."""
+    """torch.optim.Adam, or AdamW when ``hp.weight_decay`` is set.
+
+    With ``hp.extra["decoupled"]`` present, torch.optim.Adam itself is built with
+    ``weight_decay`` and ``decoupled_weight_decay`` (False: coupled L2, Adam's default).
+    """
     common = {
         "lr": hp.lr,
         "betas": (hp.b1, hp.b2),
@@ -346,6 +357,13 @@ def build_torch_adam(params: list[torch.Tensor], hp: Hyper) -> torch.optim.Optim
         "amsgrad": hp.amsgrad,
         "foreach": False,
     }
+    if "decoupled" in hp.extra:
+        return torch.optim.Adam(
+            params,
+            weight_decay=hp.weight_decay,
+            decoupled_weight_decay=bool(hp.extra["decoupled"]),
+            **common,
+        )
     if hp.weight_decay:
         return torch.optim.AdamW(params, weight_decay=hp.weight_decay, **common)
     return torch.optim.Adam(params, **common)
@@ -532,9 +550,46 @@ class SwatsStepper(TorchStepper):
 # Keras 3 (JAX backend)
 # --------------------------------------------------------------------------------------
 
+KerasBuild = Callable[[Hyper], keras.optimizers.Optimizer]
+# slot name -> attribute of the Keras optimizer: a list of per-variable slot variables,
+# indexed through the optimizer's own variable index, or one optimizer-wide variable.
+KERAS_ADAM_SLOTS: Mapping[str, str] = {"mu": "_momentums", "nu": "_velocities"}
+
+
+def keras_common_args(hp: Hyper) -> dict[str, float]:
+    """The constructor arguments every Keras Adam-family optimizer takes."""
+    return {
+        "learning_rate": hp.lr,
+        "beta_1": hp.b1,
+        "beta_2": hp.b2,
+        "epsilon": hp.eps,
+    }
+
+
+def build_keras_adam(hp: Hyper) -> keras.optimizers.Optimizer:
+    """keras.optimizers.Adam, or AdamW when ``hp.weight_decay`` is set."""
+    common = {**keras_common_args(hp), "amsgrad": hp.amsgrad}
+    if hp.weight_decay:
+        return keras.optimizers.AdamW(weight_decay=hp.weight_decay, **common)
+    return keras.optimizers.Adam(**common)
+
+
+def build_keras_nadam(hp: Hyper) -> keras.optimizers.Optimizer:
+    """keras.optimizers.Nadam (no weight decay, no AMSGrad variant)."""
+    if hp.weight_decay or hp.amsgrad:
+        raise ValueError("keras nadam: the replay covers weight_decay=0, amsgrad=False")
+    return keras.optimizers.Nadam(**keras_common_args(hp))
+
+
+def build_keras_adamax(hp: Hyper) -> keras.optimizers.Optimizer:
+    """keras.optimizers.Adamax (no weight decay, no AMSGrad variant)."""
+    if hp.weight_decay or hp.amsgrad:
+        raise ValueError("keras adamax: the replay covers weight_decay=0, amsgrad=False")
+    return keras.optimizers.Adamax(**keras_common_args(hp))
+
 
 class KerasStepper:
-    """Drives a ``keras.optimizers`` Adam/AdamW on float64 ``keras.Variable`` objects.
+    """Drives a ``keras.optimizers`` optimizer on float64 ``keras.Variable`` objects.
 
     Findings from reading keras/src/optimizers (Keras 3.15):
 
@@ -547,31 +602,58 @@ class KerasStepper:
     * Decoupled decay ``var -= var * wd * lr`` runs before the Adam step, uses the same
       ``self.learning_rate`` (the schedule value at the current iteration, if any), and
       acts on the variable only: the gradient is left as given.
+    * Nadam keeps one optimizer-wide ``_u_product`` (the product of its momentum
+      coefficients ``u_i``), created in ``build`` with the dtype of the first variable
+      (float64 here) and multiplied by ``u_t`` once per ``apply``, in
+      ``_backend_update_step``, before the per-variable updates read it. Its schedule
+      ``u_t = beta_1*(1 - 0.5*0.96**t)`` is fixed (no momentum_decay argument). Although
+      the docstring calls epsilon "epsilon hat", the update adds it to the square root of
+      the bias-corrected ``v``, i.e. the paper placement.
+    * Adamax keeps ``_m`` and the infinity norm ``_u``; ``u = max(beta_2*u, |g|)`` holds
+      no epsilon, which is added to ``u`` in the denominator instead.
     """
 
-    def __init__(self, problem: Problem, requested: Hyper) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        requested: Hyper,
+        build: KerasBuild = build_keras_adam,
+        slot_attrs: Mapping[str, str] = KERAS_ADAM_SLOTS,
+    ) -> None:
+        """Creates the variables and the optimizer and reads back its hyperparameters.
+
+        Args:
+            problem: The problem (only ``p0`` is used).
+            requested: Hyperparameters passed to ``build``; a schedule is not supported.
+            build: Creates the optimizer.
+            slot_attrs: Slot name -> attribute of the optimizer holding that slot (see
+                ``KERAS_ADAM_SLOTS``); ``nu_max`` -> ``_velocity_hats`` is added when
+                ``requested.amsgrad``.
+
+        Raises:
+            ValueError: If ``requested.lr_decay`` is not 1.
+            RuntimeError: If the learning rate or a slot variable is not float64.
+        """
+        if requested.lr_decay != 1.0:
+            raise ValueError("KerasStepper: learning-rate schedules are not supported")
         self._vars = {
             name: keras.Variable(leaf["p0"], dtype="float64", name=name)
             for name, leaf in problem.items()
         }
-        common = {
-            "learning_rate": requested.lr,
-            "beta_1": requested.b1,
-            "beta_2": requested.b2,
-            "epsilon": requested.eps,
-            "amsgrad": requested.amsgrad,
-        }
-        if requested.weight_decay:
-            self._opt: keras.optimizers.Optimizer = keras.optimizers.AdamW(
-                weight_decay=requested.weight_decay, **common
-            )
-        else:
-            self._opt = keras.optimizers.Adam(**common)
+        self._opt = build(requested)
         self._opt.build(list(self._vars.values()))
+        self._slot_attrs = dict(slot_attrs)
+        if requested.amsgrad:
+            self._slot_attrs["nu_max"] = "_velocity_hats"
 
         lr_var = self._opt.learning_rate
         if keras.backend.standardize_dtype(lr_var.dtype) != "float64":
             raise RuntimeError(f"Keras learning rate is {lr_var.dtype}, expected float64")
+        for attr in self._slot_attrs.values():
+            slot = getattr(self._opt, attr)
+            for var in slot if isinstance(slot, list) else [slot]:
+                if keras.backend.standardize_dtype(var.dtype) != "float64":
+                    raise RuntimeError(f"Keras slot {attr} is {var.dtype}, expected float64")
         self.hyper = dataclasses.replace(
             requested,
             lr=float(np.asarray(lr_var)),
@@ -591,20 +673,25 @@ class KerasStepper:
         self._opt.apply([grads[name] for name in self._vars], variables)
 
     def slots(self) -> Slots:
-        """See :class:`Stepper`."""
+        """See :class:`Stepper`.
+
+        An optimizer-wide slot (Nadam's 0-d ``_u_product``) is returned for every leaf.
+        """
         # Keras has no public per-variable slot accessor; these private lists are indexed
         # through the optimizer's own variable index.
         opt = self._opt
-        lists = {"mu": opt._momentums, "nu": opt._velocities}
-        if self.hyper.amsgrad:
-            lists["nu_max"] = opt._velocity_hats
-        return {
-            slot: {
-                name: np.array(slot_vars[opt._get_variable_index(v)].numpy(), dtype=np.float64)
-                for name, v in self._vars.items()
-            }
-            for slot, slot_vars in lists.items()
-        }
+        out: Slots = {}
+        for slot, attr in self._slot_attrs.items():
+            slot_vars = getattr(opt, attr)
+            out[slot] = {}
+            for name, v in self._vars.items():
+                var = (
+                    slot_vars[opt._get_variable_index(v)]
+                    if isinstance(slot_vars, list)
+                    else slot_vars
+                )
+                out[slot][name] = np.array(var.numpy(), dtype=np.float64)
+        return out
 
     def step_info(self) -> dict[str, float]:
         """See :class:`Stepper`."""
@@ -675,9 +762,13 @@ class AdamReplay(Replay):
 
     ``eps_hat=False`` follows the torch documentation (paper epsilon)::
 
-        p <- p - lr*wd*p                                  (AdamW only)
+        p <- p - lr*wd*p                                  (AdamW: decoupled)
+        g <- g + wd*p                         (torch.optim.Adam's default L2: coupled)
         m <- b1*m + (1-b1)*g;  v <- b2*v + (1-b2)*g^2;  v_max <- max(v_max, v)
         p <- p - lr * (m/(1-b1^t)) / (sqrt(v_or_vmax/(1-b2^t)) + eps)
+
+    Weight decay is decoupled unless ``hyper.extra["decoupled"]`` is False (the AdamW files
+    have no ``decoupled`` entry: AdamW always decouples).
 
     ``eps_hat=True`` follows Kingma & Ba's efficient form, as Keras implements it::
 
@@ -695,7 +786,12 @@ class AdamReplay(Replay):
     ) -> np.ndarray:
         hp = self.hyper
         if hp.weight_decay:
-            p = p - p * hp.weight_decay * lr if self._eps_hat else p - lr * hp.weight_decay * p
+            if not hp.extra.get("decoupled", True):
+                g = g + hp.weight_decay * p
+            elif self._eps_hat:
+                p = p - p * hp.weight_decay * lr
+            else:
+                p = p - lr * hp.weight_decay * p
         m = state["mu"] = hp.b1 * state["mu"] + (1.0 - hp.b1) * g
         v = state["nu"] = hp.b2 * state["nu"] + (1.0 - hp.b2) * g * g
         if hp.amsgrad:
@@ -756,7 +852,14 @@ class AdamaxReplay(Replay):
         m <- b1*m + (1-b1)*g
         u <- max(b2*u, |g| + eps)
         p <- p - lr/(1-b1^t) * m/u
+
+    torch.optim.Adamax has no decoupled option, so neither has the replay.
     """
+
+    def __init__(self, problem: Problem, hyper: Hyper) -> None:
+        if hyper.extra.get("decoupled", False):
+            raise ValueError("AdamaxReplay covers coupled weight decay only")
+        super().__init__(problem, hyper)
 
     def _step_leaf(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
@@ -767,6 +870,63 @@ class AdamaxReplay(Replay):
         m = state["mu"] = hp.b1 * state["mu"] + (1.0 - hp.b1) * g
         u = state["nu"] = np.maximum(hp.b2 * state["nu"], np.abs(g) + hp.eps)
         return p - lr / (1.0 - hp.b1**t) * m / u
+
+
+class KerasNadamReplay(NAdamReplay):
+    """Nadam (Dozat 2016) as Keras 3 runs it, from keras/src/optimizers/nadam.py (the slots are
+    those of :class:`NAdamReplay`; the update is written here on its own).
+
+    Keras has no momentum-decay parameter; its momentum schedule is fixed::
+
+        u_t = b1*(1 - 0.5*0.96^t)
+        P_t = P_{t-1} * u_t                 (P_0 = 1; the ``mu_product`` slot)
+        m <- b1*m + (1-b1)*g;  v <- b2*v + (1-b2)*g^2        (constant b1, b2)
+        m_hat = u_{t+1}*m/(1 - P_t*u_{t+1}) + (1-u_t)*g/(1 - P_t)
+        v_hat = v/(1-b2^t)
+        p <- p - lr*m_hat/(sqrt(v_hat) + eps)
+    """
+
+    def __init__(self, problem: Problem, hyper: Hyper) -> None:
+        if hyper.weight_decay or hyper.amsgrad:
+            raise ValueError("KerasNadamReplay covers weight_decay=0, amsgrad=False")
+        super().__init__(problem, hyper)
+
+    def _step_leaf(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
+    ) -> np.ndarray:
+        hp = self.hyper
+        u_t = hp.b1 * (1.0 - 0.5 * 0.96**t)
+        u_next = hp.b1 * (1.0 - 0.5 * 0.96 ** (t + 1))
+        product = state["mu_product"] = state["mu_product"] * u_t
+        m = state["mu"] = hp.b1 * state["mu"] + (1.0 - hp.b1) * g
+        v = state["nu"] = hp.b2 * state["nu"] + (1.0 - hp.b2) * g * g
+        m_hat = u_next * m / (1.0 - product * u_next) + (1.0 - u_t) * g / (1.0 - product)
+        v_hat = v / (1.0 - hp.b2**t)
+        return p - lr * m_hat / (np.sqrt(v_hat) + hp.eps)
+
+
+class KerasAdamaxReplay(Replay):
+    """Adamax (Kingma & Ba 2015, sec. 7.1) as Keras 3 runs it: eps in the denominator.
+
+    ``nu`` holds the exponentially weighted infinity norm ``u``::
+
+        m <- b1*m + (1-b1)*g
+        u <- max(b2*u, |g|)                             (no eps inside the max)
+        p <- p - lr*m / ((1-b1^t) * (u + eps))
+    """
+
+    def __init__(self, problem: Problem, hyper: Hyper) -> None:
+        if hyper.weight_decay or hyper.amsgrad:
+            raise ValueError("KerasAdamaxReplay covers weight_decay=0, amsgrad=False")
+        super().__init__(problem, hyper)
+
+    def _step_leaf(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], lr: float, t: int
+    ) -> np.ndarray:
+        hp = self.hyper
+        m = state["mu"] = hp.b1 * state["mu"] + (1.0 - hp.b1) * g
+        u = state["nu"] = np.maximum(hp.b2 * state["nu"], np.abs(g))
+        return p - lr * m / ((1.0 - hp.b1**t) * (u + hp.eps))
 
 
 class RAdamReplay(Replay):
@@ -1029,10 +1189,34 @@ NADAM_L2_B2 = (
     "; b2=0.999 instead of the shared 0.95: with 0.95 the gradient-free entry b[0] (driven by "
     "wd*p alone) becomes unstable after ~210 steps and its round-off grows to ~1e-4"
 )
+# Why torch_adamax_l2 uses b2=0.999 (saved in its meta_generator), the same reason and fix as
+# torch_nadam_l2. With b2=0.95, the entries whose gradient is (almost) wd*p alone, b[0] and
+# the tiny-gradient leaf t, collapse towards 0 while u = max(b2*u, |g| + eps) forgets their
+# large past gradients like 0.95**t. Once the linearised step lr*wd*p/u overshoots, the
+# entries oscillate in a nonlinear (max-driven) cycle that amplifies round-off ~1.4x per
+# step: torch and the replay part by 1e-10 at step 200 and by O(1) in t after ~280 steps.
+# Adamax is scale invariant in the gradient (eps aside), so another weight decay does not
+# help; with b2=0.999, u keeps >= 0.74 of its peak, t decays smoothly (to ~0.16) and b[0]
+# to ~3e-5. torch_adam_l2 keeps b2=0.95: its b[0] is driven to ~1e-10 and then grows back
+# to ~2e-3 by step 300, but while it is small v holds its past gradients (sqrt(v_hat) >> eps),
+# the recursion is linear in p, and relative round-off stays ~1e-15 per entry.
+ADAMAX_L2_B2 = (
+    "; b2=0.999 instead of the shared 0.95: with 0.95 the decay-driven entries (b[0] and the "
+    "tiny-gradient leaf t) turn unstable after ~180 steps and their round-off grows to O(1)"
+)
 TORCH_CONVENTION = (
     "paper eps: p -= lr*m_hat/(sqrt(v_hat)+eps), m_hat=m/(1-b1^t), v_hat=v/(1-b2^t); "
     "AMSGrad max over raw v, bias-corrected after the max; "
     "AdamW decay p *= 1-lr*wd before the Adam step"
+)
+TORCH_L2_CONVENTION = (
+    "paper eps: p -= lr*m_hat/(sqrt(v_hat)+eps), m_hat=m/(1-b1^t), v_hat=v/(1-b2^t); "
+    "torch.optim.Adam's weight_decay is coupled L2 (decoupled_weight_decay=False, the "
+    "default): g += wd*p before the moments, p itself is not decayed"
+)
+TORCH_ADAM_DECOUPLED_CONVENTION = (
+    TORCH_CONVENTION + "; torch.optim.Adam(decoupled_weight_decay=True) runs the same code "
+    "as AdamW (which is Adam with decoupled_weight_decay=True)"
 )
 KERAS_CONVENTION = (
     "eps-hat form: p -= lr*sqrt(1-b2^t)/(1-b1^t)*m/(sqrt(v)+eps) on raw v; "
@@ -1049,6 +1233,23 @@ NADAM_CONVENTION = (
 ADAMAX_CONVENTION = (
     "torch Adamax: m EMA; u = max(b2*u, |g| + eps), eps added to |g| inside the max (not "
     "to the denominator), u not bias-corrected; p -= lr/(1-b1^t) * m/u"
+)
+ADAMAX_L2_CONVENTION = (
+    ADAMAX_CONVENTION + "; weight_decay is coupled L2: g += wd*p before m and u "
+    "(torch.optim.Adamax has no decoupled option)"
+)
+KERAS_NADAM_CONVENTION = (
+    "Keras 3 Nadam: fixed momentum schedule u_t = b1*(1-0.5*0.96^t), torch's with "
+    "momentum_decay=1 (Keras has no such argument); P_t = prod_{i<=t} u_i, one float64 "
+    "variable per optimizer (u_product, stored per leaf as mu_product); m, v EMAs with "
+    "constant b1, b2; m_hat = u_{t+1}*m/(1-P_t*u_{t+1}) + (1-u_t)*g/(1-P_t), "
+    "v_hat = v/(1-b2^t); p -= lr*m_hat/(sqrt(v_hat)+eps): paper eps, outside the sqrt of the "
+    "bias-corrected v (the Keras docstring calls it epsilon hat)"
+)
+KERAS_ADAMAX_CONVENTION = (
+    "Keras 3 Adamax: m EMA; u = max(b2*u, |g|), no eps inside the max, u not "
+    "bias-corrected; p -= lr*m/((1-b1^t)*(u+eps)): eps added to u in the denominator "
+    "(torch adds it to |g| inside the max)"
 )
 RADAM_CONVENTION = (
     "torch RAdam (Liu et al. 2020): m_hat = m/(1-b1^t); rho_inf = 2/(1-b2)-1, "
@@ -1107,6 +1308,9 @@ def build_cases() -> list[Case]:
         ", foreach=False), stepped under torch.set_default_dtype(torch.float64) so that "
         "mu_product is float64"
     )
+    adamax_stepper = functools.partial(
+        TorchStepper, build=build_torch_adamax, slot_keys={"mu": "exp_avg", "nu": "exp_inf"}
+    )
     radam_hp = dataclasses.replace(torch_hp, extra={"decoupled": False})
     radam_stepper = functools.partial(TorchStepper, build=build_torch_radam)
     adabound_hp = dataclasses.replace(
@@ -1158,6 +1362,32 @@ def build_cases() -> list[Case]:
             TORCH_CONVENTION,
         ),
         Case(
+            "torch_adam_l2",
+            dataclasses.replace(torch_hp, weight_decay=0.1, extra={"decoupled": False}),
+            TorchStepper,
+            torch_replay,
+            f"{tv}: torch.optim.Adam({t_args}, weight_decay=0.1, "
+            "decoupled_weight_decay=False, foreach=False)",
+            TORCH_L2_CONVENTION,
+        ),
+        Case(
+            "torch_adam_decoupled",
+            dataclasses.replace(torch_hp, weight_decay=0.1, extra={"decoupled": True}),
+            TorchStepper,
+            torch_replay,
+            f"{tv}: torch.optim.Adam({t_args}, weight_decay=0.1, "
+            "decoupled_weight_decay=True, foreach=False)",
+            TORCH_ADAM_DECOUPLED_CONVENTION,
+        ),
+        Case(
+            "torch_adamw_amsgrad",
+            dataclasses.replace(torch_hp, weight_decay=0.1, amsgrad=True),
+            TorchStepper,
+            torch_replay,
+            f"{tv}: torch.optim.AdamW({t_args}, weight_decay=0.1, amsgrad=True, foreach=False)",
+            TORCH_CONVENTION,
+        ),
+        Case(
             "keras_adam",
             keras_hp,
             KerasStepper,
@@ -1180,6 +1410,28 @@ def build_cases() -> list[Case]:
             keras_replay,
             f"{kv}: keras.optimizers.AdamW({k_args}, weight_decay=0.1)",
             KERAS_CONVENTION,
+        ),
+        Case(
+            "keras_nadam",
+            keras_hp,
+            functools.partial(
+                KerasStepper,
+                build=build_keras_nadam,
+                slot_attrs={**KERAS_ADAM_SLOTS, "mu_product": "_u_product"},
+            ),
+            KerasNadamReplay,
+            f"{kv}: keras.optimizers.Nadam({k_args})",
+            KERAS_NADAM_CONVENTION,
+        ),
+        Case(
+            "keras_adamax",
+            keras_hp,
+            functools.partial(
+                KerasStepper, build=build_keras_adamax, slot_attrs={"mu": "_m", "nu": "_u"}
+            ),
+            KerasAdamaxReplay,
+            f"{kv}: keras.optimizers.Adamax({k_args})",
+            KERAS_ADAMAX_CONVENTION,
         ),
         Case(
             "torch_nadam",
@@ -1211,12 +1463,19 @@ def build_cases() -> list[Case]:
         Case(
             "torch_adamax",
             torch_hp,
-            functools.partial(
-                TorchStepper, build=build_torch_adamax, slot_keys={"mu": "exp_avg", "nu": "exp_inf"}
-            ),
+            adamax_stepper,
             AdamaxReplay,
             f"{tv}: torch.optim.Adamax({t_args}, foreach=False)",
             ADAMAX_CONVENTION,
+        ),
+        Case(
+            "torch_adamax_l2",
+            dataclasses.replace(torch_hp, b2=0.999, weight_decay=0.1, extra={"decoupled": False}),
+            adamax_stepper,
+            AdamaxReplay,
+            f"{tv}: torch.optim.Adamax(lr=0.01, betas=(0.8, 0.999), eps=1e-06, weight_decay=0.1, "
+            "foreach=False)" + ADAMAX_L2_B2,
+            ADAMAX_L2_CONVENTION,
         ),
         Case(
             "torch_radam",
