@@ -1,24 +1,25 @@
-r"""Aliases: ``adam``, ``adamw`` and ``amsgrad``, each one ``optax.chain`` of adamjax pieces.
+r"""The aliases ``adam``, ``adamw``, ``amsgrad``, ``nadam``, ``adamax``, ``radam``: optax chains.
 
 The aliases add no maths: they validate their arguments (so errors name the alias the user called)
-and chain :mod:`adamjax.transform` pieces with ``optax.scale_by_learning_rate``.
+and chain :mod:`adamjax.transform` pieces with :func:`adamjax.scale_by_learning_rate` (optax's
+scaling, which also records the learning rate in its state).
 
 Every alias spells its arguments like optax; ``learning_rate`` is a number or an optax schedule.
 Keyword-only options choose the convention of the library you compare against:
 
-=====================  ===================================  ====================================
-option                 value                                 matches
-=====================  ===================================  ====================================
-``eps_mode``           ``"paper"`` (default)                 torch.optim, optax
-                       ``"hat"``                             Keras 3, TensorFlow (eps=1e-7)
-``max_of``             ``"raw"`` (default)                   ``torch.optim.Adam(amsgrad=True)``,
-                                                             Keras 3
-                       ``"corrected"``                       ``optax.amsgrad``
-``weight_decay_        ``"learning_rate"`` (default)         ``torch.optim.AdamW``, ``optax.adamw``,
-scaling``                                                    Keras 3 ``AdamW``
-                       ``"schedule"``                        Loshchilov & Hutter (2019)
-``nesterov``           ``True``                              ``optax.nadam``
-=====================  ===================================  ====================================
+==========================  =============================  ==================================
+option                      value                          matches
+==========================  =============================  ==================================
+``eps_mode``                ``"paper"`` (default)          torch.optim, optax
+\                           ``"hat"``                      Keras 3, TensorFlow (eps=1e-7)
+``max_of``                  ``"raw"`` (default)            ``torch.optim.Adam(amsgrad=True)``,
+                                                           Keras 3
+\                           ``"corrected"``                ``optax.amsgrad``
+``weight_decay_scaling``    ``"learning_rate"`` (default)  ``torch.optim.AdamW``,
+                                                           ``optax.adamw``, Keras 3 ``AdamW``
+\                           ``"schedule"``                 Loshchilov & Hutter (2019)
+``nesterov``                ``True``                       ``optax.nadam``
+==========================  =============================  ==================================
 """
 
 from __future__ import annotations
@@ -367,7 +368,9 @@ def nadam(
         \left(\sqrt{v_t / (1-\beta_2^t)} + \epsilon\right)
 
     (see :func:`~adamjax.scale_by_nadam`). This is *not* ``optax.nadam``, which uses the constant
-    :math:`\mu_t = \beta_1`; that form is ``adamjax.adam(nesterov=True)``.
+    :math:`\mu_t = \beta_1`; that form is ``adamjax.adam(nesterov=True)``. Keras 3's ``Nadam``
+    raises 0.96 to the power :math:`t` (no :math:`\psi`): ``momentum_decay=1.0, eps=1e-7``
+    reproduces it.
 
     Args:
       learning_rate: :math:`\eta_t`, a number >= 0 or an optax schedule.
@@ -494,8 +497,8 @@ def radam(
         r_t\, \hat m_t \sqrt{1-\beta_2^t} / (\sqrt{v_t} + \epsilon) & \rho_t > \text{threshold}
         \\ \hat m_t & \text{otherwise} \end{cases}
 
-    The defaults (``threshold=5``, ``eps_mode="hat"``) are ``torch.optim.RAdam`` and the authors'
-    code; the paper's Algorithm 2 uses ``threshold=4``; ``optax.radam`` is ``eps_mode="paper"``
+    The defaults (``threshold=5``, ``eps_mode="hat"``) are ``torch.optim.RAdam``'s; the paper's
+    Algorithm 2 uses ``threshold=4``; ``optax.radam`` is ``eps_mode="paper"``
     (it also switches at :math:`\rho_t \ge 5` rather than :math:`> 5`, which only differs if
     :math:`\rho_t` is exactly 5). See :func:`~adamjax.scale_by_radam`.
 
@@ -511,7 +514,7 @@ def radam(
       decoupled_weight_decay: decoupled decay :math:`\theta \leftarrow \theta -
         \eta_t\lambda\theta` (torch's ``decoupled_weight_decay=True``).
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
-      eps_mode: ``"hat"`` (torch, authors) or ``"paper"`` (optax).
+      eps_mode: ``"hat"`` (torch) or ``"paper"`` (optax).
       mu_dtype: storage of the first moment; ``None`` follows the params; also a float
         dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()`` (:mod:`adamjax.codecs`).
       nu_dtype: storage of the second moment; ``None`` follows the params; also a float

@@ -699,6 +699,14 @@ def diagnostics(opt_state: Any) -> dict[str, jax.Array]:
     jitted train step to return the metrics with the loss, or outside on a fetched state. The
     keys are defined in the :mod:`adamjax.observe` module docstring.
 
+    Args:
+      opt_state: a :class:`DiagnosticsState`, or any pytree of optimizer states containing one.
+
+    Returns:
+      The metrics of the latest update: a flat dict from metric name to array, scalars except
+      the histograms (``histogram_bins`` counts and their edges). With ``per_leaf=True`` it
+      also holds ``"leaf/<path>/<metric>"`` entries.
+
     Raises:
       ValueError: if ``opt_state`` contains no :class:`DiagnosticsState`.
 

@@ -106,8 +106,9 @@ GRANULARITIES: tuple[str, ...] = ("global", "leaf")
 SgdSchedule = Literal["relative", "fixed"]
 SGD_SCHEDULES: tuple[str, ...] = ("relative", "fixed")
 
-#: Values of :attr:`ScaleBySwatsState.phase`.
+#: :attr:`ScaleBySwatsState.phase` while the Adam phase runs.
 PHASE_ADAM = 0
+#: :attr:`ScaleBySwatsState.phase` once the switch to SGD has happened.
 PHASE_SGD = 1
 
 

@@ -16,6 +16,7 @@ import optax
 from adamjax import _tree, codecs, moments
 from adamjax import _validation as v
 
+#: A learning rate or a decay, given as a number, an array, or an optax schedule of the step.
 ScalarOrSchedule = float | jax.Array | optax.Schedule
 
 
@@ -720,8 +721,8 @@ def scale_by_radam(
         u_t = \begin{cases} r_t\, \hat m_t / (\sqrt{\hat v_t + \epsilon_{root,t}} + \epsilon_t)
               & \rho_t > \text{threshold} \\ \hat m_t & \text{otherwise.} \end{cases}
 
-    Conventions: the paper's Algorithm 2 switches at :math:`\rho_t > 4` and has no eps; the
-    authors' code and ``torch.optim.RAdam`` switch at :math:`\rho_t > 5` and place eps in the
+    Conventions: the paper's Algorithm 2 switches at :math:`\rho_t > 4` and has no eps;
+    ``torch.optim.RAdam`` switches at :math:`\rho_t > 5` and places eps in the
     :math:`\hat\epsilon` form, :math:`\sqrt{1-\beta_2^t}/(\sqrt{v_t} + \epsilon)`
     (``eps_mode="hat"``, the default here); ``optax.radam`` switches at :math:`\rho_t \ge 5` and
     uses the paper form :math:`\sqrt{\hat v_t} + \epsilon` (``eps_mode="paper"``).
@@ -803,7 +804,7 @@ def check_radam(fn: str, b2: Any, threshold: Any) -> None:
 
 
 class ScaleByLearningRateState(NamedTuple):
-    """State of :func:`scale_by_learning_rate`.
+    r"""State of :func:`scale_by_learning_rate`.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.

@@ -70,6 +70,15 @@ def fidelity(
 ) -> tuple[float, float]:
     """Mean absolute and mean relative parameter error of ``make(**kw)`` against float32
     ``make()``, averaged over ``steps`` steps, under ``protocol`` (see the module docstring)."""
+    errors, relative = fidelity_curves(make, kw, protocol, steps=steps, shape=shape, seed=seed)
+    return float(np.mean(errors)), float(np.mean(relative))
+
+
+def fidelity_curves(
+    make, kw: dict, protocol: str, *, steps: int = 50, shape=(1024, 256), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The per-step errors that ``fidelity`` averages: two float32 arrays of length ``steps``,
+    the mean absolute and the mean relative parameter error after each step."""
     rng = np.random.default_rng(seed)
     params = jnp.asarray(rng.standard_normal(shape).astype(np.float32) * 0.1)
     txs = make(), make(**kw)
@@ -94,7 +103,7 @@ def fidelity(
             ]
             fields = {k: codecs.load_tree(getattr(low_state[i], k), k == "mu") for k in names}
             ref_state = (*ref_state[:i], ref_state[i]._replace(**fields), *ref_state[i + 1 :])
-    return float(np.mean(errors)), float(np.mean(relative))
+    return np.asarray(errors), np.asarray(relative)
 
 
 def main(argv: list[str] | None = None) -> dict:
