@@ -103,7 +103,6 @@ nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
 
 html_theme = "sphinx_book_theme"
 html_title = f"adamjax {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "repository_url": REPOSITORY,
     "repository_branch": "main",
