@@ -66,7 +66,6 @@ nitpick_ignore_regex = [
 ]
 
 # autodoc: Google-style docstrings (napoleon); type hints in the parameter descriptions.
-autodoc_default_options: dict[str, object] = {}
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 autodoc_member_order = "bysource"
@@ -100,16 +99,14 @@ nb_execution_show_tb = True
 nb_merge_streams = True
 nb_execution_cache_path = str(DOCS / "_build" / ".jupyter_cache")
 
-
 html_theme = "sphinx_book_theme"
 html_title = f"adamjax {release}"
+# No source or launch buttons: the rendered notebooks are copies made at build time, so those
+# buttons would point at files that are not in the repository. Each notebook carries its own
+# Colab badge, which opens the file in examples/notebooks/.
 html_theme_options = {
     "repository_url": REPOSITORY,
-    "repository_branch": "main",
-    "path_to_docs": "docs",
     "use_repository_button": True,
-    "use_source_button": True,
-    "launch_buttons": {"colab_url": "https://colab.research.google.com"},
     "show_toc_level": 2,
 }
 
