@@ -1,34 +1,24 @@
 """adamjax: Adam and its relatives as composable, optax-compatible gradient transformations.
 
-Layers, bottom up:
+The package exports aliases (``adam``, ``adamw``, ...), the pieces they chain (``scale_by_*``,
+``add_decayed_weights``, ``scale_by_learning_rate``), their states, the moment storage formats
+(``q8``, ``stochastic_bf16``) and the wrappers (``with_diagnostics``). The implementation is in
+private modules, in layers without cycles:
 
-* :mod:`adamjax.moments`: the shared moment maths (EMA, bias correction, eps placement);
-* :mod:`adamjax.codecs`: how moments are stored (``mu_dtype``/``nu_dtype``): a dtype, bfloat16
-  with stochastic rounding (``stochastic_bf16``) or 8-bit block-wise quantization (``q8``);
-* :mod:`adamjax.transform`: the chainable pieces (``scale_by_adam``, ``scale_by_amsgrad``,
-  ``scale_by_nadam``, ``scale_by_adamax``, ``scale_by_radam``, ``add_decayed_weights``);
-* :mod:`adamjax.alias`: ``adam``, ``adamw``, ``amsgrad``, ``nadam``, ``adamax``, ``radam``, each a
-  single ``optax.chain`` of pieces;
-* :mod:`adamjax.schedules`: momentum schedules for ``b1`` (``beta1_decay``, ``beta1_cyclic``);
-* :mod:`adamjax.bounded` (AdaBound), :mod:`adamjax.factored` (Adafactor) and
-  :mod:`adamjax.switching` (SWATS): the variants whose
-  state goes beyond Adam's moments, each module holding its state, its piece and its alias (all
-  built on :mod:`adamjax.moments` and the pieces above).
+* ``_moments``: the moment maths (EMA, bias correction, eps placement), written once;
+* ``_formats``: how moments are stored, and the boundary every piece runs its per-leaf maths in
+  (decode, compute, encode);
+* ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
+* one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
+  ``_adafactor``, ``_swats``), each owning its piece, its alias and its diagnostics view;
+* ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
 """
 
-from adamjax import codecs, moments
-from adamjax.alias import adam, adamax, adamw, amsgrad, nadam, radam
-from adamjax.bounded import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
-from adamjax.codecs import (
-    QuantizedArray,
-    StochasticRoundingState,
-    q8,
-    stochastic_bf16,
-    stochastic_rounding,
-)
-from adamjax.factored import (
+from adamjax._adabound import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
+from adamjax._adafactor import (
+    AdafactorMomentumState,
     ClipByBlockRmsState,
     ScaleByFactoredRmsState,
     adafactor,
@@ -36,31 +26,42 @@ from adamjax.factored import (
     relative_step_schedule,
     scale_by_factored_rms,
 )
-from adamjax.history import History
-from adamjax.observe import DiagnosticsState, diagnostics, with_diagnostics
-from adamjax.schedules import beta1_cyclic, beta1_decay
-from adamjax.switching import ScaleBySwatsState, scale_by_swats, swats
-from adamjax.transform import (
-    AddDecayedWeightsState,
-    ScaleByAdamaxState,
+from adamjax._adam import (
     ScaleByAdamState,
     ScaleByAmsgradState,
-    ScaleByLearningRateState,
-    ScaleByNadamState,
-    ScaleByRadamState,
-    add_decayed_weights,
+    adam,
+    adamw,
+    amsgrad,
     scale_by_adam,
-    scale_by_adamax,
     scale_by_amsgrad,
-    scale_by_learning_rate,
-    scale_by_nadam,
-    scale_by_radam,
 )
+from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
+from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
+from adamjax._formats import (
+    QuantizedArray,
+    StochasticRoundingState,
+    moment_presets,
+    q8,
+    stochastic_bf16,
+    stochastic_rounding,
+)
+from adamjax._history import History
+from adamjax._moments import StepScalars
+from adamjax._nadam import ScaleByNadamState, nadam, scale_by_nadam
+from adamjax._radam import ScaleByRadamState, radam, scale_by_radam
+from adamjax._scaling import (
+    ScaleByLearningRateState,
+    WeightDecayScheduleState,
+    add_decayed_weights,
+    scale_by_learning_rate,
+)
+from adamjax._schedules import beta1_cyclic, beta1_decay
+from adamjax._swats import ScaleBySwatsState, scale_by_swats, swats
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AddDecayedWeightsState",
+    "AdafactorMomentumState",
     "ClipByBlockRmsState",
     "DiagnosticsState",
     "History",
@@ -74,7 +75,9 @@ __all__ = [
     "ScaleByNadamState",
     "ScaleByRadamState",
     "ScaleBySwatsState",
+    "StepScalars",
     "StochasticRoundingState",
+    "WeightDecayScheduleState",
     "__version__",
     "adabound",
     "adabound_bounds",
@@ -87,9 +90,8 @@ __all__ = [
     "beta1_cyclic",
     "beta1_decay",
     "clip_by_block_rms",
-    "codecs",
     "diagnostics",
-    "moments",
+    "moment_presets",
     "nadam",
     "q8",
     "radam",

@@ -6,17 +6,13 @@ jax arrays, tracers (``optax.inject_hyperparams``) and schedules pass through un
 their values are not known when the transformation is built.
 """
 
-from __future__ import annotations
-
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from adamjax import codecs, moments
 
 
 def _is_concrete_number(value: Any) -> bool:
@@ -59,6 +55,12 @@ def check_non_negative(fn: str, name: str, value: Any, *, schedule_ok: bool = Fa
         math.isfinite(value) and value >= 0.0
     ):
         raise ValueError(f"{fn}: {name} must be a finite number in [0, inf), got {value!r}")
+
+
+def check_finite(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
+    """Checks ``value`` is a finite number (any sign; NaN and inf are rejected)."""
+    if _check_number(fn, name, value, schedule_ok=schedule_ok) and not math.isfinite(value):
+        raise ValueError(f"{fn}: {name} must be a finite number, got {value!r}")
 
 
 def check_positive(fn: str, name: str, value: Any, *, at_most_one: bool = False) -> None:
@@ -104,18 +106,10 @@ def check_bool(fn: str, name: str, value: Any) -> None:
         raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
 
 
-FORMAT_PIECES = "adam, adamw, amsgrad, nadam, adamax, radam and their scale_by_* pieces"
-
-
 def check_float_dtype(fn: str, name: str, value: Any) -> None:
-    """Checks ``value`` is ``None`` or a real floating-point dtype usable for moment storage."""
+    """Checks ``value`` is ``None`` or a real floating-point dtype."""
     if value is None:
         return
-    if isinstance(value, codecs.MomentFormat):
-        raise TypeError(
-            f"{fn}: {name} must be None or a real floating-point dtype, got {value!r}; 8-bit "
-            f"and stochastically rounded moments are supported by {FORMAT_PIECES}."
-        )
     try:
         dtype = jnp.dtype(value)
     except TypeError:
@@ -144,16 +138,23 @@ def check_params(fn: str, params: Any) -> None:
 
 
 def check_tree_match(
-    fn: str, updates: Any, reference: Any, *, what: str = "optimizer state"
+    fn: str,
+    updates: Any,
+    reference: Any,
+    *,
+    what: str = "optimizer state",
+    is_leaf: Callable[[Any], bool] | None = None,
+    shape_of: Callable[[Any], tuple[int, ...]] = jnp.shape,
 ) -> None:
     """Checks ``updates`` has the tree structure and leaf shapes of ``reference``.
 
     Runs at trace time only (structures and shapes are static), so it costs nothing in a jitted
     step. The message shows both structures instead of a bare ``tree_map`` traceback.
+    ``is_leaf`` and ``shape_of`` say what one leaf of ``reference`` is (a quantized moment, its
+    codes and scales, stands for one leaf of the updates) and its shape.
     """
-    # A quantized moment (codes and scales) stands for one leaf of the updates.
     got = jax.tree.structure(updates)
-    want = jax.tree.structure(reference, is_leaf=codecs.is_quantized)
+    want = jax.tree.structure(reference, is_leaf=is_leaf)
     if got != want:
         raise ValueError(
             f"{fn}: the updates' tree structure does not match the {what}.\n"
@@ -164,16 +165,14 @@ def check_tree_match(
         )
     pairs = zip(
         jax.tree_util.tree_flatten_with_path(updates)[0],
-        jax.tree.leaves(reference, is_leaf=codecs.is_quantized),
+        jax.tree.leaves(reference, is_leaf=is_leaf),
         strict=True,
     )
     for (path, u), r in pairs:
-        if codecs.is_quantized(r):
-            r = codecs.as_quantized(r).codes
-        if jnp.shape(u) != jnp.shape(r):
+        if jnp.shape(u) != shape_of(r):
             raise ValueError(
                 f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
-                f"{jnp.shape(u)} but the {what} there has shape {jnp.shape(r)}."
+                f"{jnp.shape(u)} but the {what} there has shape {shape_of(r)}."
             )
 
 
@@ -213,41 +212,3 @@ def check_mask(fn: str, mask: Any, tree: Any, name: str = "mask") -> None:
             f"Build it from the params, e.g. "
             f"{name}=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)."
         ) from None
-
-
-def check_moment_format(fn: str, name: str, value: Any) -> None:
-    """Checks a ``mu_dtype``/``nu_dtype`` that may also be a :class:`~adamjax.codecs.
-    MomentFormat` (``adamjax.q8()``, ``adamjax.stochastic_bf16()``)."""
-    if isinstance(value, codecs.MomentFormat):
-        return
-    try:
-        check_float_dtype(fn, name, value)
-    except ValueError:
-        raise ValueError(
-            f"{fn}: {name} must be None, a real floating-point dtype such as jnp.bfloat16, "
-            f"adamjax.q8() or adamjax.stochastic_bf16(), got {value!r}"
-        ) from None
-
-
-def check_moment_hyperparams(
-    fn: str,
-    b1: Any,
-    b2: Any,
-    eps: Any,
-    eps_root: Any,
-    eps_mode: Any,
-    mu_dtype: Any,
-    nu_dtype: Any,
-    *,
-    formats_ok: bool = True,
-) -> None:
-    """Checks the options every Adam-family moment piece shares (``formats_ok``: whether the
-    piece stores moments in :mod:`adamjax.codecs` formats, or only in dtypes)."""
-    check_unit_interval(fn, "b1", b1, schedule_ok=True)
-    check_unit_interval(fn, "b2", b2, schedule_ok=True)
-    check_non_negative(fn, "eps", eps)
-    check_non_negative(fn, "eps_root", eps_root)
-    check_choice(fn, "eps_mode", eps_mode, moments.EPS_MODES)
-    check = check_moment_format if formats_ok else check_float_dtype
-    check(fn, "mu_dtype", mu_dtype)
-    check(fn, "nu_dtype", nu_dtype)

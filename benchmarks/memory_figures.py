@@ -9,7 +9,7 @@ writes three PNGs to ``docs/images/memory/``:
 
 - ``state_bytes.png``: bytes of optimizer state per parameter on the GPT-2-small tree for
   ``adam``, ``adamw``, ``amsgrad`` and ``nadam`` with each moment format of
-  ``adamjax.codecs.presets()``, from ``state_memory.state_bytes_per_param`` (``jax.eval_shape``,
+  ``adamjax.moment_presets()``, from ``state_memory.state_bytes_per_param`` (``jax.eval_shape``,
   nothing is allocated).
 - ``fidelity.png``: the per-step parameter error of ``adam`` with bfloat16, sr-bfloat16, q8 and
   q8-linear moments against float32 ``adam``, under the "moments drift" and "free" protocols of

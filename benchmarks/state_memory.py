@@ -36,13 +36,13 @@ import numpy as np
 import optax
 
 import adamjax
-from adamjax import codecs
+from adamjax import _piece  # decodes a state's stored moments
 from benchmarks.step_time import train_step
 from benchmarks.workloads import count, gpt2_small_shapes
 
 RESULTS = Path(__file__).parent / "results"
 
-FORMATS: dict[str, dict[str, Any]] = codecs.presets()
+FORMATS: dict[str, dict[str, Any]] = adamjax.moment_presets()
 
 ALIASES = {
     "adam": lambda **k: adamjax.adam(1e-3, **k),
@@ -101,7 +101,8 @@ def fidelity_curves(
             names = [
                 k for k in ("mu", "nu", "nu_max") if getattr(low_state[i], k, None) is not None
             ]
-            fields = {k: codecs.load_tree(getattr(low_state[i], k), k == "mu") for k in names}
+            decoded = _piece.decoded(low_state[i])
+            fields = {k: getattr(decoded, k) for k in names}
             ref_state = (*ref_state[:i], ref_state[i]._replace(**fields), *ref_state[i + 1 :])
     return np.asarray(errors), np.asarray(relative)
 

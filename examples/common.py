@@ -96,12 +96,12 @@ class OptimizerSpec:
     make: Callable[..., optax.GradientTransformation]
     learning_rate: float
     library: str
-    # Whether ``make`` takes ``mu_dtype``/``nu_dtype`` (the storage formats of adamjax.codecs).
+    # Whether ``make`` takes ``mu_dtype``/``nu_dtype`` (adamjax.moment_presets).
     formats: bool = False
 
 
 # How the moments are stored (``--moments``): the ``mu_dtype``/``nu_dtype`` of the optimizer.
-MOMENTS: dict[str, dict[str, Any]] = adamjax.codecs.presets()
+MOMENTS: dict[str, dict[str, Any]] = adamjax.moment_presets()
 
 
 # Learning rates are each method's usual default for small networks; the plain-SGD family needs
@@ -118,12 +118,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "nadam": OptimizerSpec(lambda lr, **kw: adamjax.nadam(lr, **kw), 2e-3, "adamjax", True),
     "adamax": OptimizerSpec(lambda lr, **kw: adamjax.adamax(lr, **kw), 2e-3, "adamjax", True),
     "radam": OptimizerSpec(lambda lr, **kw: adamjax.radam(lr, **kw), 2e-3, "adamjax", True),
-    "adabound": OptimizerSpec(lambda lr: adamjax.adabound(lr, final_lr=0.1), 2e-3, "adamjax"),
+    "adabound": OptimizerSpec(
+        lambda lr, **kw: adamjax.adabound(lr, final_lr=0.1, **kw), 2e-3, "adamjax", True
+    ),
     "amsbound": OptimizerSpec(
-        lambda lr: adamjax.adabound(lr, final_lr=0.1, amsbound=True), 2e-3, "adamjax"
+        lambda lr, **kw: adamjax.adabound(lr, final_lr=0.1, amsbound=True, **kw),
+        2e-3,
+        "adamjax",
+        True,
     ),
     "adafactor": OptimizerSpec(lambda lr: adamjax.adafactor(lr), 1e-2, "adamjax"),
-    "swats": OptimizerSpec(lambda lr: adamjax.swats(lr), 2e-3, "adamjax"),
+    "swats": OptimizerSpec(lambda lr, **kw: adamjax.swats(lr, **kw), 2e-3, "adamjax", True),
     "sgd_momentum": OptimizerSpec(lambda lr: optax.sgd(lr, momentum=0.9), 5e-2, "optax"),
     "rmsprop": OptimizerSpec(lambda lr: optax.rmsprop(lr), 1e-3, "optax"),
     "adagrad": OptimizerSpec(lambda lr: optax.adagrad(lr), 5e-2, "optax"),
@@ -143,7 +148,7 @@ def make_optimizer(
     if moments != "float32" and not spec.formats:
         with_formats = ", ".join(k for k, v in OPTIMIZERS.items() if v.formats)
         raise ValueError(
-            f"--moments {moments} needs an optimizer that stores its moments in adamjax.codecs "
+            f"--moments {moments} needs an optimizer that stores its moments in the storage "
             f"formats ({with_formats}), got {name!r}"
         )
     return spec.make(

@@ -13,8 +13,9 @@ import numpy as np
 import optax
 import pytest
 
+import adamjax
 from adamjax import diagnostics, with_diagnostics
-from adamjax.bounded import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
+from adamjax._adabound import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
 
 from helpers import max_rel_err, run_forced
 from reference.adabound_reference import AdaBoundReference
@@ -424,9 +425,9 @@ BAD_INPUT = [
      "adabound: weight_decay must be a finite number in [0, inf), got -0.1"),
     (adabound, dict(amsbound="yes"), TypeError, "adabound: amsbound must be True or False"),
     (adabound, dict(mu_dtype=jnp.int32), ValueError,
-     "adabound: mu_dtype must be None or a real floating-point dtype"),
+     "adabound: mu_dtype must be None, a floating-point dtype"),
     (adabound, dict(nu_dtype="int8"), ValueError,
-     "adabound: nu_dtype must be None or a real floating-point dtype"),
+     "adabound: nu_dtype must be None, a real floating-point dtype"),
     (adabound, dict(learning_rate=optax.linear_schedule(0.0, 1e-3, 100)), ValueError,
      "adabound: a learning_rate schedule must be positive at step 0, got schedule(0) = 0.0"),
     (scale_by_adabound, dict(gamma=1.5), ValueError,
@@ -448,10 +449,10 @@ def test_bad_hyperparameters_are_rejected_with_a_clear_message(factory, kwargs, 
 
 def test_bad_params_and_trees_are_rejected():
     tx = adabound(weight_decay=0.1)
-    with pytest.raises(TypeError, match=re.escape("scale_by_adabound: params must be floating")):
+    with pytest.raises(TypeError, match=re.escape("adabound: params must be floating")):
         tx.init({"w": jnp.zeros(3, jnp.int32)})
     state = tx.init({"w": jnp.zeros(3)})
-    with pytest.raises(ValueError, match=re.escape("add_decayed_weights: update() needs params")):
+    with pytest.raises(ValueError, match=re.escape("adabound: update() needs params")):
         tx.update({"w": jnp.ones(3)}, state)
     with pytest.raises(ValueError, match=re.escape("scale_by_adabound: the update at ['w'] has")):
         scale_by_adabound().update({"w": jnp.ones(4)}, state[1])
@@ -559,8 +560,9 @@ def test_jit_donation_and_eval_shape():
     assert jax.tree.structure(abstract) == jax.tree.structure(tx.init(params))
     assert shapes(abstract) == shapes(tx.init(params))
     inner = adabound_state(abstract)
-    assert inner.count.dtype == jnp.int32 and inner.b1_correction.shape == ()
-    assert inner.b2_correction is None and inner.nu_max["w"].shape == (3, 4)
+    # The scheduled b1 continues from the recorded correction; AMSBound records its maximum's.
+    assert inner.count.dtype == jnp.int32 and inner.last_step.m_correction.shape == ()
+    assert inner.last_step.max_correction.shape == () and inner.nu_max["w"].shape == (3, 4)
     assert adabound_state(jax.eval_shape(adabound().init, params)).nu_max is None
 
 
@@ -588,3 +590,109 @@ def test_bfloat16_params_give_finite_results_and_keep_their_dtype():
             assert leaf.dtype == jnp.bfloat16 and jnp.isfinite(leaf).all()
     assert inner.base_lr.dtype == jnp.float32 and inner.lower_bound.dtype == jnp.float32
     assert float(jnp.abs(params["w"]).max()) > 0.1
+
+
+# Storage formats and the optax drop-in protocol ----------------------------------------------
+
+FORMAT_HYPER = {**HYPER, "gamma": 1e-3}  # bounds wide enough that the Adam step size shows
+
+
+def quadratic_run(tx: optax.GradientTransformation, steps: int = 40):
+    """Runs ``tx`` on a small float32 quadratic with curvature over 1.5 decades; returns the start,
+    the params after every step (stacked) and the final state. ``w`` has 8192 entries (q8
+    quantizes it), ``b`` 5 (below q8's ``min_size``: float32 moments)."""
+    rng = np.random.default_rng(1)
+    shapes = {"w": (32, 256), "b": (5,)}
+    h = {
+        k: jnp.asarray(10.0 ** rng.uniform(-1, 0.5, size=s), jnp.float32) for k, s in shapes.items()
+    }
+    c = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    start = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+
+    def body(carry, _):
+        p, state = carry
+        grads = jax.tree.map(lambda h, p, c: h * (p - c), h, p, c)
+        updates, state = tx.update(grads, state, p)
+        p = optax.apply_updates(p, updates)
+        return (p, state), p
+
+    run = jax.jit(lambda p: jax.lax.scan(body, (p, tx.init(p)), None, length=steps))
+    (_, state), path = run(start)
+    return start, path, state
+
+
+@pytest.mark.parametrize("amsbound", [False, True], ids=["adabound", "amsbound"])
+@pytest.mark.parametrize(
+    ("fmt", "tolerance"),
+    [(adamjax.q8(), 0.1), (adamjax.stochastic_bf16(seed=0), 0.01)],
+    ids=["q8", "sr-bf16"],
+)
+def test_moment_formats_follow_the_float32_trajectory(fmt, tolerance, amsbound):
+    """8-bit and stochastically rounded bfloat16 moments: the state holds them in that format and
+    the trajectory stays close to float32's (q8's dynamic map keeps ~1% per entry; Adam's own q8
+    run on this problem strays by as much)."""
+    start, expected, _ = quadratic_run(adabound(LR, **FORMAT_HYPER, amsbound=amsbound))
+    tx = adabound(LR, **FORMAT_HYPER, amsbound=amsbound, mu_dtype=fmt, nu_dtype=fmt)
+    _, path, state = quadratic_run(tx)
+    inner = adabound_state(state)
+    moments = [inner.mu, inner.nu] + ([inner.nu_max] if amsbound else [])
+    assert (inner.nu_max is None) == (not amsbound)
+    for tree in moments:
+        if fmt == adamjax.q8():
+            assert isinstance(tree["w"], adamjax.QuantizedArray)
+            assert tree["w"].codes.dtype == jnp.uint8 and tree["w"].codes.shape == (32, 256)
+            assert tree["b"].dtype == jnp.float32  # below min_size
+        else:
+            assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(tree))
+    for k in start:
+        moved = float(jnp.linalg.norm(expected[k] - start[k]))
+        err = float(jnp.linalg.norm(path[k] - expected[k])) / moved
+        assert moved > 1.0 and np.isfinite(err) and err <= tolerance, (k, err)
+    if fmt == adamjax.q8():
+        # Leaves below min_size keep float32 moments: the same maths, the same trajectory.
+        np.testing.assert_array_equal(path["b"], expected["b"])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: scale_by_adabound(LR, **HYPER),
+        lambda: adabound(LR, **HYPER, weight_decay=0.01),
+        lambda: adabound(WARMUP_COSINE, **HYPER, amsbound=True, weight_decay=WARMUP_COSINE),
+    ],
+    ids=["piece", "alias", "amsbound_schedules"],
+)
+def test_update_accepts_and_ignores_extra_args(make):
+    """optax's GradientTransformationExtraArgs protocol: keyword arguments such as a loss value
+    are accepted and change nothing."""
+    tx = make()
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    params = {"w": jnp.linspace(-1.0, 1.0, 6), "s": jnp.ones(())}
+    grads = jax.tree.map(lambda p: jnp.cos(3 * p), params)
+    state = tx.init(params)
+    plain = tx.update(grads, state, params)
+    extra = tx.update(grads, state, params, value=1.0)
+    jax.tree.map(np.testing.assert_array_equal, extra, plain)
+
+
+def test_tree_get_finds_the_piece_count_and_the_injected_learning_rate():
+    """No other state in the alias' chain has a field ``count`` (the weight decay's is
+    ``schedule_count``), and the recorded learning rate is ``last_learning_rate``, so optax's tree
+    utilities find the moment piece's count and inject_hyperparams' learning rate unambiguously."""
+    params = {"w": jnp.zeros(3)}
+    grads = {"w": jnp.ones(3)}
+    for tx in (adabound(1e-3), adabound(1e-3, weight_decay=lambda count: 1e-2 / (1 + count))):
+        state = tx.init(params)
+        assert int(optax.tree_utils.tree_get(state, "count")) == 0
+        _, state = tx.update(grads, state, params)
+        _, state = tx.update(grads, state, params)
+        count = optax.tree_utils.tree_get(state, "count")
+        assert count is adabound_state(state).count and int(count) == 2
+        assert float(adabound_state(state).last_learning_rate) == pytest.approx(1e-3)
+    injected = optax.inject_hyperparams(adabound)(learning_rate=1e-3)
+    state = injected.init(params)
+    _, state = injected.update(grads, state, params)
+    assert float(optax.tree_utils.tree_get(state, "learning_rate")) == pytest.approx(1e-3)
+    state = optax.tree_utils.tree_set(state, learning_rate=jnp.asarray(2e-3))
+    _, state = injected.update(grads, state, params)
+    assert float(adabound_state(state.inner_state).last_learning_rate) == pytest.approx(2e-3)

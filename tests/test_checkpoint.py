@@ -52,7 +52,7 @@ class Case:
     nonfinite_steps: tuple[int, ...] = ()
 
 
-def _q8() -> adamjax.codecs.Q8:
+def _q8() -> adamjax._formats.Q8:
     return adamjax.q8(min_size=0)  # quantize every leaf, however small
 
 
@@ -337,8 +337,8 @@ def test_the_checkpoint_catches_each_wrapper_mid_flight(runs):
         return results(runs, name)[1][key]["leaves"][path]
 
     # SWATS is still in its Adam phase at the checkpoint and switches to SGD after the resume.
-    assert leaf("swats", "restored", "['opt'][0].phase") == adamjax.switching.PHASE_ADAM
-    assert leaf("swats", "final", "[1][0].phase") == adamjax.switching.PHASE_SGD
+    assert leaf("swats", "restored", "['opt'][0].phase") == adamjax._swats.PHASE_ADAM
+    assert leaf("swats", "final", "[1][0].phase") == adamjax._swats.PHASE_SGD
     assert BEFORE < leaf("swats", "final", "[1][0].switch_step") <= BEFORE + AFTER
     # MultiSteps holds one accumulated gradient of two.
     assert leaf("multi_steps_adam", "restored", "['opt'].mini_step") == 1

@@ -118,7 +118,7 @@ def test_mlp_digits_moments_flag_needs_a_format_capable_optimizer(
     mlp_digits: ModuleType, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="--moments q8 needs an optimizer"):
-        mlp_digits.main(["--optimizer", "swats", "--moments", "q8", "--out", str(tmp_path)])
+        mlp_digits.main(["--optimizer", "adafactor", "--moments", "q8", "--out", str(tmp_path)])
 
 
 def test_mlp_digits_flags(mlp_digits: ModuleType, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from adamjax.factored import (
+from adamjax._adafactor import (
+    AdafactorMomentumState,
     ClipByBlockRmsState,
     ScaleByFactoredRmsState,
     adafactor,
@@ -126,7 +127,7 @@ def test_matches_float64_paper_reference_over_200_steps(case):
     clip = find(state, ClipByBlockRmsState)
     assert max_rel_err(clip.clip_factor, ref.clip) <= 1e-12
     if "momentum" in options:
-        assert max_rel_err(find(state, optax.EmaState).ema, ref.m) <= 1e-12
+        assert max_rel_err(find(state, AdafactorMomentumState).ema, ref.m) <= 1e-12
     # The run exercised clipping (on some steps only, at the default threshold) and went somewhere.
     assert max(clip_history) > 1.5
     if "clipping_threshold" not in options:
@@ -374,7 +375,7 @@ def test_clip_factor_is_recorded_per_leaf():
     np.testing.assert_array_equal(clipped["small"], u["small"])
     reference, _ = optax.clip_by_block_rms(2.0).update(u, optax.EmptyState())
     assert max_rel_err(clipped, reference) == 0.0
-    assert int(state.count) == 1
+    assert int(state.clip_count) == 1
 
 
 # (factory, kwargs, exception, message prefix). Each row is one user mistake.
@@ -503,7 +504,8 @@ def test_integer_params_fail_at_init_naming_the_leaf():
 def test_tree_or_shape_mismatch_fails_with_a_clear_message():
     tx = adafactor(min_dim_size_to_factor=2)
     state = tx.init({"w": jnp.ones((3, 4))})
-    with pytest.raises(ValueError, match="scale_by_factored_rms: the updates' tree structure"):
+    # The alias's own pieces report under the name the user called.
+    with pytest.raises(ValueError, match="adafactor: the updates' tree structure"):
         tx.update({"v": jnp.ones((3, 4))}, state, {"v": jnp.ones((3, 4))})
     with pytest.raises(
         ValueError, match=re.escape("the update at ['w'] has shape (3, 5) and needs")
@@ -579,3 +581,98 @@ def test_half_precision_params_compute_in_float32(dtype):
         assert np.all(np.isfinite(np.asarray(leaf, np.float32)))
     assert np.all(np.asarray(params["w"][:3], np.float32) == 1.0)  # no gradient, no step
     assert float(jnp.max(jnp.abs(params["w"].astype(jnp.float32) - 1))) > 1e-3
+
+
+# ---- the optax drop-in protocol --------------------------------------------------------------
+
+
+def test_positional_parameters_are_optax_order_and_the_rest_keyword_only():
+    import inspect
+
+    for ours, theirs in [(adafactor, optax.adafactor),
+                         (scale_by_factored_rms, optax.scale_by_factored_rms)]:  # fmt: skip
+        names = list(inspect.signature(theirs).parameters)
+        params = list(inspect.signature(ours).parameters.values())
+        positional = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        assert [p.name for p in positional] == names, ours.__name__
+        rest = params[len(positional) :]
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in rest), ours.__name__
+
+
+# Positional calls, each against optax's same call: six arguments, and all twelve of optax's
+# positional parameters (every piece of the chain on; decay_offset 0, since optax gives NaN while
+# the count is below it).
+POSITIONAL_ARGS = {
+    "six": (1e-2, 128, 0.8, 0, True, 1.0),
+    "twelve": (1e-2, 2, 0.5, 0, True, 0.5, 0.9, jnp.float32, 1e-3, 1e-3, True, MASK),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POSITIONAL_ARGS))
+def test_positional_call_matches_optax_positional_call(case):
+    args = POSITIONAL_ARGS[case]
+    params, grad_fn = noisy_problem(seed=5, shapes=OPTAX_SHAPES, dtype=np.float32)
+    reference = optax_reference_step(optax.adafactor(*args), params)
+    ours, _, theirs = run_forced(adafactor(*args), reference, params, grad_fn, 5)
+    assert max_rel_err(ours, theirs) <= 1e-6
+    assert max_rel_err(ours, params) > 1e-3
+
+
+def test_update_accepts_extra_args():
+    """Every piece's update takes optax's extra arguments (e.g. ``value=`` for line searches) and
+    ignores them."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.ones(3)}
+    grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(3, 4), "b": jnp.asarray([0.5, -1.0, 2.0])}
+    txs = [
+        adafactor(1e-2, 2, momentum=0.9, weight_decay_rate=lambda c: 1e-3),
+        adafactor(),
+        scale_by_factored_rms(min_dim_size_to_factor=2),
+        clip_by_block_rms(0.5),
+    ]
+    for tx in txs:
+        assert isinstance(tx, optax.GradientTransformationExtraArgs)
+        state = tx.init(params)
+        expected, expected_state = tx.update(grads, state, params)
+        updates, new_state = tx.update(grads, state, params, value=1.0)
+        assert max_rel_err(updates, expected) == 0.0
+        assert max_rel_err(new_state, expected_state) == 0.0
+
+
+def test_tree_get_finds_the_one_count_and_no_learning_rate():
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(3)}
+    grads = {"w": jnp.full((3, 4), 0.5), "b": jnp.asarray([1.0, -2.0, 3.0])}
+    for tx in [
+        adafactor(),
+        adafactor(optax.linear_schedule(1e-2, 0.0, 10), 2, momentum=0.9,
+                  weight_decay_rate=lambda c: 1e-4, weight_decay_mask={"w": True, "b": False}),
+    ]:  # fmt: skip
+        state = tx.init(params)
+        count = optax.tree_utils.tree_get(state, "count")
+        assert count is find(state, ScaleByFactoredRmsState).count
+        assert int(count) == 0
+        assert optax.tree_utils.tree_get(state, "learning_rate") is None
+        _, state = tx.update(grads, state, params)
+        assert int(optax.tree_utils.tree_get(state, "count")) == 1
+
+
+def test_diagnostics_views_are_registered_here():
+    from adamjax import _piece
+
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(3)}
+    grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(3, 4), "b": jnp.asarray([0.5, -1.0, 2.0])}
+    tx = adafactor(1e-2, 2, clipping_threshold=0.5)
+    _, state = tx.update(grads, tx.init(params), params)
+    factored = find(state, ScaleByFactoredRmsState)
+    view = _piece.view_of(factored)(factored, grads)
+    r, c = factored.v_row["w"], factored.v_col["w"]  # rows <= columns: v_row is per row
+    v_hat = r[:, None] * c[None, :] / jnp.mean(r)
+    np.testing.assert_allclose(view.statistic["w"], v_hat, rtol=1e-6)
+    np.testing.assert_array_equal(view.statistic["b"], factored.v["b"])
+    np.testing.assert_allclose(view.scale_of["w"](view.statistic["w"]), v_hat**-0.5, rtol=1e-6)
+    assert not view.lr_included and view.m_hat is None
+    clip = find(state, ClipByBlockRmsState)
+    clip_view = _piece.view_of(clip)(clip, grads)
+    largest = max(float(x) for x in jax.tree.leaves(clip.clip_factor))
+    assert largest > 1.0
+    assert float(clip_view.scalars["adafactor/clip_factor"]) == largest
+    assert clip_view.leaf_scalars["adafactor/clip_factor"] is clip.clip_factor

@@ -527,9 +527,12 @@ def test_init_on_abstract_values_gives_state_shapes_and_dtypes(name):
     # learning rate) are float32, the scalar dtype of these params.
     scalars = jax.tree_util.tree_flatten_with_path(via_eval_shape)[0]
     scalars = [(jax.tree_util.keystr(path), x) for path, x in scalars if x.shape == ()]
-    counts = [x for path, x in scalars if path.endswith(".count")]
+    counts = [x for path, x in scalars if path.endswith("count")]
+    # The moment piece's count and the learning rate's schedule_count; only the first is named
+    # "count", so optax.tree_utils.tree_get finds one.
     assert len(counts) >= 2 and all(c.dtype == jnp.int32 for c in counts)
-    assert all(x.dtype == jnp.float32 for path, x in scalars if not path.endswith(".count"))
+    assert len([path for path, _ in scalars if path.endswith(".count")]) == 1
+    assert all(x.dtype == jnp.float32 for path, x in scalars if not path.endswith("count"))
 
 
 # 9. Edge cases --------------------------------------------------------------------------------
@@ -645,8 +648,6 @@ def test_float16_zero_gradients_give_finite_updates(name):
 
 # 11. Error messages ---------------------------------------------------------------------------
 
-PIECES = {"adam": "scale_by_adam", "adamw": "scale_by_adam", "amsgrad": "scale_by_amsgrad"}
-
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_structure_mismatch_raises_with_both_structures(name):
@@ -657,7 +658,7 @@ def test_structure_mismatch_raises_with_both_structures(name):
     with pytest.raises(ValueError) as info:
         tx.update(grads, state, params)
     message = str(info.value)
-    assert PIECES[name] in message
+    assert message.startswith(f"{name}: ")  # the function the user called
     assert "updates:" in message and "expected:" in message
     assert str(jax.tree.structure(grads)) in message
     assert str(jax.tree.structure(params)) in message

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adamjax import moments
+from adamjax import _moments as moments
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,8 @@ def test_storage_dtype(param, requested, real, expected):
 def test_bias_correction_is_computed_in_the_given_dtype_not_storage():
     # In bfloat16, 0.999 rounds to 1.0 and the correction would be 0 (a division by zero).
     assert float(1 - jnp.asarray(0.999, jnp.bfloat16)) == 0.0
-    bc = moments.bias_correction(0.999, jnp.int32(1), moments.compute_dtype(jnp.bfloat16))
+    dtype = moments.compute_dtype(jnp.bfloat16)
+    bc = moments.decay_step(0.999, jnp.int32(0), jnp.zeros([], dtype)).correction
     assert bc.dtype == jnp.float32
     np.testing.assert_allclose(bc, 1e-3, rtol=1e-4)
 
@@ -59,13 +60,12 @@ def test_hat_mode_equals_the_papers_eps_hat_formula():
     m, v = rng.normal(size=50), rng.uniform(0, 1e-6, size=50)
     b1, b2, eps, t = 0.9, 0.999, 1e-7, 7
     with jax.enable_x64(True):
-        count = jnp.int32(t)
-        m_hat = m / moments.bias_correction(b1, count, jnp.float64)
-        v_hat = v / moments.bias_correction(b2, count, jnp.float64)
-        d2 = moments.StepDecay(b2, None, count)
-        eps_t, eps_root_t = moments.effective_eps(eps, 0.0, d2, jnp.float64, "hat")
+        count, zero = jnp.int32(t - 1), jnp.zeros([], jnp.float64)
+        d1, d2 = (moments.decay_step(b, count, zero) for b in (b1, b2))
+        m_hat, v_hat = moments.corrected(jnp.asarray(m), d1), moments.corrected(jnp.asarray(v), d2)
+        eps_t, eps_root_t = moments.place_eps(eps, 0.0, d2, "hat")
         ours = moments.precondition(m_hat, v_hat, eps_t, eps_root_t)
-        paper, _ = moments.effective_eps(eps, 0.0, d2, jnp.float64, "paper")
+        paper, _ = moments.place_eps(eps, 0.0, d2, "paper")
     alpha_t = np.sqrt(1 - b2**t) / (1 - b1**t)
     np.testing.assert_allclose(ours, alpha_t * m / (np.sqrt(v) + eps), rtol=1e-13)
     assert paper == eps
@@ -78,11 +78,30 @@ def test_squared_magnitude_of_complex_is_real():
     np.testing.assert_array_equal(out, [25.0, 1.0, 0.0])
 
 
-def test_update_moments_returns_compute_dtype_and_the_ema():
-    g = jnp.asarray([1.0, -2.0], jnp.bfloat16)
-    m = jnp.asarray([0.5, 0.5], jnp.bfloat16)
-    v = jnp.asarray([1.0, 1.0], jnp.float16)
-    g_c, m_t, v_t = moments.update_moments(g, m, v, 0.9, 0.99)
-    assert g_c.dtype == m_t.dtype == v_t.dtype == jnp.float32
-    np.testing.assert_allclose(m_t, [0.1 + 0.45, -0.2 + 0.45], rtol=1e-6)
-    np.testing.assert_allclose(v_t, [0.01 + 0.99, 0.04 + 0.99], rtol=1e-6)
+def test_scheduled_correction_is_one_minus_the_product_of_the_rates():
+    """decay_step continues c_t = (1 - b_t) + b_t c_(t-1) from the state's previous value."""
+    with jax.enable_x64(True):
+        correction, rates = jnp.zeros([], jnp.float64), []
+        for count in range(6):
+            step = moments.decay_step(lambda k: 0.9 - 0.1 * k, jnp.int32(count), correction)
+            correction, _ = step.correction, rates.append(0.9 - 0.1 * count)
+            assert float(step.rate) == pytest.approx(rates[-1], rel=1e-15)
+            np.testing.assert_allclose(float(step.inverse), 1 / (1 - np.prod(rates)), rtol=1e-14)
+        np.testing.assert_allclose(float(correction), 1 - np.prod(rates), rtol=1e-14)
+
+
+def test_moment_step_computes_the_nesterov_look_ahead_at_t_plus_one():
+    last = moments.StepScalars.initial(jnp.float32)
+    step = moments.moment_step(0.9, 0.999, 1e-8, 0.0, "paper", jnp.int32(4), last, nesterov=True)
+    assert int(step.count) == 5
+    np.testing.assert_allclose(float(step.b1.correction), 1 - 0.9**5, rtol=1e-6)
+    np.testing.assert_allclose(float(step.ahead.correction), 1 - 0.9**6, rtol=1e-6)
+    assert moments.moment_step(0.9, 0.999, 1e-8, 0.0, "paper", jnp.int32(4), last).ahead is None
+
+
+def test_ema_keeps_the_moments_dtype_and_weights_new_by_one_minus_decay():
+    m = jnp.asarray([0.5, 0.5], jnp.float32)
+    with jax.enable_x64(True):  # a float64 decay (e.g. from inject_hyperparams under x64)
+        out = moments.ema(jnp.asarray([1.0, -2.0], jnp.float32), m, jnp.asarray(0.9, jnp.float64))
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, [0.1 + 0.45, -0.2 + 0.45], rtol=1e-6)

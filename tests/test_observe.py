@@ -1,4 +1,4 @@
-"""Tests of adamjax.observe: every metric against a NumPy float64 computation from the same
+"""Tests of adamjax._diagnostics: every metric against a NumPy float64 computation from the same
 gradients, updates, params and states; the wrapper under jit, nnx.jit, chains and
 inject_hyperparams; and the variant signals on problems where they must move."""
 

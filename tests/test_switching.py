@@ -14,7 +14,20 @@ import optax
 import pytest
 
 import adamjax
-from adamjax.switching import PHASE_ADAM, PHASE_SGD, ScaleBySwatsState, scale_by_swats, swats
+from adamjax import _moments as mo
+from adamjax import _piece
+from adamjax._swats import (
+    PHASE_ADAM,
+    PHASE_SGD,
+    ScaleBySwatsState,
+    _Switch,
+    averaged_rate,
+    decide_switch,
+    projected_rate,
+    scale_by_swats,
+    swats,
+    switch_test,
+)
 
 from helpers import jitted_step, max_rel_err
 from reference.swats_reference import SwatsReference
@@ -293,7 +306,8 @@ def test_noisy_gradients_never_switch(granularity):
         err = max_rel_err(ours, params)
     assert not any(switched)
     assert jax.tree.leaves(s.switch_step) == [-1] * len(ref.groups)
-    assert jax.tree.leaves(s.sgd_rate) == [0.0] * len(ref.groups)
+    # As Python floats: the float64 state is read after enable_x64 has been left.
+    assert [float(r) for r in jax.tree.leaves(s.sgd_rate)] == [0.0] * len(ref.groups)
     assert err <= 1e-10
     # Not a near miss: the switching test failed by a wide margin at every step k > 1.
     closest = min(ratio for grp in ref.groups for k, ratio in grp.gaps if k > 1)
@@ -363,7 +377,7 @@ def test_torch_optimizer_golden(granularity):
     """Adam phase, switching step and rate, and first SGD step equal torch_optimizer.SWATS.
 
     From the second SGD step on the two differ by design (torch-optimizer rescales its momentum
-    buffer in place; see adamjax.switching): the golden SGD phase is checked to be exactly that
+    buffer in place; see adamjax._swats): the golden SGD phase is checked to be exactly that
     documented recurrence, started from adamjax's own state at the switch.
     """
     g = load_golden()
@@ -493,7 +507,7 @@ BAD_INPUT = [
         swats,
         dict(mu_dtype=jnp.int8),
         ValueError,
-        "swats: mu_dtype must be None or a real floating-point dtype",
+        "swats: mu_dtype must be None, a floating-point dtype such as jnp.bfloat16",
     ),
     (
         scale_by_swats,
@@ -521,20 +535,31 @@ def test_bad_hyperparameter_fails_at_construction(factory, kwargs, error, messag
 
 
 def test_integer_params_fail_at_init_and_arrays_and_schedules_pass():
+    # Errors name the function the user called: the alias or the piece.
+    bad = {"w": jnp.ones(2), "n": jnp.zeros((), jnp.int32)}
+    with pytest.raises(TypeError, match=re.escape("swats: params must be floating")):
+        swats().init(bad)
     with pytest.raises(TypeError, match=re.escape("scale_by_swats: params must be floating")):
-        swats().init({"w": jnp.ones(2), "n": jnp.zeros((), jnp.int32)})
+        scale_by_swats().init(bad)
     swats(optax.linear_schedule(1e-3, 0.0, 10), b1=lambda k: 0.9, switch_tol=jnp.asarray(-1.0))
     swats(0.0, b1=0.0, b2=0.0, eps=0.0, switch_tol=1e-30, switch_rtol=0)
     tx = swats()
     state = tx.init({"w": jnp.ones(2)})
-    with pytest.raises(ValueError, match="scale_by_swats: the updates' tree structure"):
+    with pytest.raises(ValueError, match="^" + re.escape("swats: the updates' tree structure")):
         tx.update({"v": jnp.ones(2)}, state)
+    piece = scale_by_swats()
+    with pytest.raises(
+        ValueError, match="^" + re.escape("scale_by_swats: the updates' tree structure")
+    ):
+        piece.update({"v": jnp.ones(2)}, piece.init({"w": jnp.ones(2)}))
 
 
 def test_alias_is_the_piece_with_the_sign_flipped():
     params, grad_fn = switching_problem()
+    # float32, as x64 is off here (float64 NumPy leaves would be truncated, with a warning).
+    params = {k: np.asarray(p, np.float32) for k, p in params.items()}
     piece, alias = scale_by_swats(1e-4, **BASE), swats(1e-4, **BASE)
-    grads = grad_fn(params, 5)
+    grads = {k: np.asarray(g, np.float32) for k, g in grad_fn(params, 5).items()}
     u_piece, _ = jax.jit(piece.update)(grads, piece.init(params))
     u_alias, _ = jax.jit(alias.update)(grads, alias.init(params))
     for k in params:
@@ -571,7 +596,7 @@ def test_jit_donation_eval_shape_and_checkpoint(granularity):
     p0, c = constant_gradient_problem()
     params = {k: jnp.asarray(p, jnp.float32) for k, p in p0.items()}
     grads = {k: jnp.asarray(g, jnp.float32) for k, g in c.items()}
-    # float32: a relative tolerance well above float32's rounding of 1 - b^k (adamjax.switching).
+    # float32: a relative tolerance well above float32's rounding of 1 - b^k (adamjax._swats).
     tx = swats(1e-3, eps=1e-3, granularity=granularity, switch_rtol=1e-5)
 
     def step(p, s, g):
@@ -637,3 +662,224 @@ def test_bfloat16_params_stay_finite_and_compute_in_float32():
     assert int(s.phase["w"]) == PHASE_SGD and int(s.phase["b"]) == PHASE_ADAM
     assert np.isfinite(float(s.sgd_rate["w"])) and float(s.sgd_rate["w"]) > 0
     assert float(jnp.max(jnp.abs(params["w"].astype(jnp.float32) - 1))) > 1e-2
+
+
+# ------------------------------------------------------------------------------------------------
+# The switch, unit by unit, against Algorithm 1 computed by hand
+# ------------------------------------------------------------------------------------------------
+
+
+def algorithm_1_step_2(p2: list[float], g2: list[float]) -> dict:
+    r"""Algorithm 1 by hand, beta2 = 0.9: step 1 projects :math:`\gamma_1 = 0.01` (from
+    :math:`p_1 = (-0.01, 0.02)`, :math:`g_1 = (1, -2)`: :math:`p^\top p = 5\cdot 10^{-4}`,
+    :math:`-p^\top g = 0.05`), so :math:`\lambda_1 = 0.1 \gamma_1 = 10^{-3}` and
+    :math:`\Lambda_1 = \lambda_1 / (1 - 0.9) = 0.01`; step 2 takes ``p2`` on ``g2``."""
+    b2, lam1 = 0.9, 1e-3
+    pp = sum(p * p for p in p2)
+    pg = sum(p * g for p, g in zip(p2, g2, strict=True))
+    gamma2 = pp / -pg
+    lam2 = b2 * lam1 + (1 - b2) * gamma2
+    return dict(
+        b2=b2, uu=pp, ug=-pg, gamma=gamma2, rate_1=lam1 / (1 - b2), rate_2=lam2 / (1 - b2**2),
+        keep=(1 - b2) / (1 - b2**2),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("p2", "g2", "eps", "switches"),
+    [
+        # gamma_2 = 0.011, Lambda_2 = 0.002 / 0.19 = 0.0105263...: |gap| = 4.74e-4.
+        ([-0.011, 0.0], [1.0, 0.0], 1e-3, True),
+        ([-0.011, 0.0], [1.0, 0.0], 1e-4, False),
+        # gamma_2 = 0.04: Lambda_2 = 0.0049 / 0.19 = 0.0257894..., |gap| = 0.0142 > 1e-2.
+        ([-0.02, -0.02], [0.5, 0.5], 1e-2, False),
+        # p_2 = -0.01 g_2: gamma_2 = 0.01 = Lambda_2 exactly.
+        ([-0.03, 0.04], [3.0, -4.0], 1e-9, True),
+    ],
+)
+def test_switch_test_matches_algorithm_1_by_hand(p2, g2, eps, switches):
+    hand = algorithm_1_step_2(p2, g2)
+    with jax.enable_x64(True):
+        in_adam = jnp.asarray(True)
+        projected, gamma = projected_rate(f64(hand["uu"]), f64(hand["ug"]), in_adam)
+        assert bool(projected)
+        np.testing.assert_allclose(float(gamma), hand["gamma"], rtol=1e-13)
+        rate_2 = averaged_rate(
+            f64(hand["rate_1"]), gamma, projected, in_adam, b2=hand["b2"], keep=f64(hand["keep"])
+        )
+        np.testing.assert_allclose(float(rate_2), hand["rate_2"], rtol=1e-13)
+        count = jnp.asarray(2, jnp.int32)
+        assert bool(switch_test(rate_2, gamma, projected, count, eps, 0.0)) is switches
+        # Algorithm 1's condition on the hand values themselves gives the same answer.
+        assert (abs(hand["rate_2"] - hand["gamma"]) < eps) is switches
+        # Step 1 never switches, even with Lambda_1 = gamma_1 exactly.
+        one = jnp.asarray(1, jnp.int32)
+        assert not bool(switch_test(f64(0.01), f64(0.01), projected, one, 1.0, 0.0))
+
+
+def test_switch_test_guards_and_relative_tolerance():
+    with jax.enable_x64(True):
+        count = jnp.asarray(5, jnp.int32)
+        yes = jnp.asarray(True)
+        # A negative average (an ascent rate) never switches, however close.
+        assert not bool(switch_test(f64(-0.01), f64(-0.01), yes, count, 1.0, 0.0))
+        # The relative tolerance: |0.0105 - 0.01| = 5e-4 < 1e-9 + 0.06 * 0.01.
+        assert bool(switch_test(f64(0.0105), f64(0.01), yes, count, 1e-9, 0.06))
+        assert not bool(switch_test(f64(0.0105), f64(0.01), yes, count, 1e-9, 0.04))
+        # No projection where p.g = 0 (or in the SGD phase): no switch, whatever the gap.
+        projected, _ = projected_rate(f64(1.0), f64(0.0), yes)
+        assert not bool(projected)
+        assert not bool(switch_test(f64(0.01), f64(0.01), projected, count, 1.0, 0.0))
+        projected, _ = projected_rate(f64(1.0), f64(2.0), jnp.asarray(False))
+        assert not bool(projected)
+
+
+def test_decide_switch_records_the_switch_and_freezes_after_it():
+    """decide_switch on the first hand case: it switches at k = 2 to Lambda_2 and records
+    alpha_2; a group in the SGD phase keeps its fields."""
+    hand = algorithm_1_step_2([-0.011, 0.0], [1.0, 0.0])
+    with jax.enable_x64(True):
+        old = _Switch(f64(hand["rate_1"]), jnp.asarray(PHASE_ADAM), jnp.asarray(-1), f64(0), f64(0))
+        scalars = dict(
+            count=jnp.asarray(2, jnp.int32), b2=hand["b2"], keep=f64(hand["keep"]),
+            learning_rate=0.011, switch_tol=1e-3, switch_rtol=0.0,
+        )  # fmt: skip
+        new = decide_switch(old, f64(hand["uu"]), f64(hand["ug"]), **scalars)
+        assert int(new.phase) == PHASE_SGD and int(new.switch_step) == 2
+        np.testing.assert_allclose(float(new.sgd_rate), hand["rate_2"], rtol=1e-13)
+        assert float(new.sgd_rate) == float(new.rate_ema)
+        assert float(new.switch_learning_rate) == 0.011
+        later = decide_switch(new, f64(5.0), f64(1.0), **dict(scalars, count=jnp.asarray(3)))
+        for a, b in zip(later, new, strict=True):
+            assert float(a) == float(b)
+
+
+# ------------------------------------------------------------------------------------------------
+# Storage formats, optax drop-in
+# ------------------------------------------------------------------------------------------------
+
+
+def formats_problem():
+    """A leaf with a constant gradient (it switches at step 2) and one with noise (it does not),
+    float32, large enough for 8-bit storage."""
+    rng = np.random.default_rng(7)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32),
+        "b": jnp.zeros(16, jnp.float32),
+    }
+    sign = rng.choice([-1.0, 1.0], size=(64, 64))
+    slope = jnp.asarray(rng.uniform(0.5, 2.0, size=(64, 64)) * sign, jnp.float32)
+    noise = [jnp.asarray(rng.normal(size=16), jnp.float32) for _ in range(40)]
+    return params, [{"w": slope, "b": n} for n in noise]
+
+
+def run_formats(moments) -> tuple[dict, dict, list]:
+    params, stream = formats_problem()
+    p0 = params
+    tx = swats(
+        1e-2, eps=1e-3, granularity="leaf", switch_rtol=1e-3, mu_dtype=moments, nu_dtype=moments
+    )
+    step = jitted_step(tx)
+    state = tx.init(params)
+    states = []
+    for grads in stream:
+        params, state = step(params, state, grads)
+        states.append(state[0])
+    moved = jax.tree.map(lambda p, q: p - q, params, p0)
+    return moved, state[0], states
+
+
+@pytest.mark.parametrize(
+    ("name", "moments", "tol"),
+    [("q8", adamjax.q8(), 0.06), ("stochastic_bf16", adamjax.stochastic_bf16(), 0.02)],
+)
+def test_storage_formats_follow_float32(name, moments, tol):
+    """8-bit and stochastically rounded bfloat16 moments (mu, nu and the SGD momentum) follow
+    the float32 run through both phases: the same switch, nearly the same rate and params, and
+    Adam moments that stay frozen bit for bit after the switch."""
+    moved_ref, s_ref, _ = run_formats(None)
+    moved, s, states = run_formats(moments)
+    # Relative to the largest displacement (8-bit momentum: ~4e-2; bf16: ~8e-3 measured).
+    assert max_rel_err(moved, moved_ref) <= tol, name
+    assert {k: int(x) for k, x in s.switch_step.items()} == {"w": 2, "b": -1}
+    assert {k: int(x) for k, x in s_ref.switch_step.items()} == {"w": 2, "b": -1}
+    np.testing.assert_allclose(float(s.sgd_rate["w"]), float(s_ref.sgd_rate["w"]), rtol=1e-4)
+    if name == "q8":
+        for field_name in ("mu", "nu", "momentum"):
+            leaves = getattr(s, field_name)
+            assert isinstance(leaves["w"], adamjax.QuantizedArray), field_name
+            assert leaves["b"].dtype == jnp.float32  # below min_size
+    else:
+        for leaf in jax.tree.leaves((s.mu, s.nu, s.momentum)):
+            assert leaf.dtype == jnp.bfloat16
+    # After the switch (step 2) w's Adam moments are frozen, exactly as stored.
+    for later in states[2:]:
+        for field_name in ("mu", "nu"):
+            for a, b in zip(
+                jax.tree.leaves(getattr(states[1], field_name)["w"]),
+                jax.tree.leaves(getattr(later, field_name)["w"]),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_extra_args_are_accepted_and_ignored():
+    params = {"w": jnp.ones(3), "b": jnp.zeros(2)}
+    grads = {"w": jnp.asarray([0.1, -0.2, 0.3]), "b": jnp.asarray([1.0, -1.0])}
+    for tx in (swats(1e-3), scale_by_swats(1e-3)):
+        state = tx.init(params)
+        plain = tx.update(grads, state, params)
+        extra = tx.update(grads, state, params, value=1.0)
+        for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(extra), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_optax_tree_utils_find_each_field_once():
+    params = {"w": jnp.ones(3)}
+    tx = swats(1e-3)
+    state = tx.init(params)
+    assert int(optax.tree_utils.tree_get(state, "count")) == 0
+    _, state = tx.update({"w": jnp.ones(3)}, state)
+    assert int(optax.tree_utils.tree_get(state, "count")) == 1
+    assert float(optax.tree_utils.tree_get(state, "last_learning_rate")) == pytest.approx(1e-3)
+    # Under inject_hyperparams, "learning_rate" is the hyperparameter, and only it.
+    injected = optax.inject_hyperparams(swats)(learning_rate=1e-3)
+    state = injected.init(params)
+    assert float(optax.tree_utils.tree_get(state, "learning_rate")) == pytest.approx(1e-3)
+    state = optax.tree_utils.tree_set(state, learning_rate=2e-3)
+    _, state = injected.update({"w": jnp.ones(3)}, state)
+    assert float(state.inner_state[0].last_learning_rate) == pytest.approx(2e-3)
+
+
+@pytest.mark.parametrize("granularity", ["global", "leaf"])
+def test_diagnostics_view(granularity):
+    """The view registered for ScaleBySwatsState: Adam's effective rate before the switch, the
+    SGD step size after it, and the swats/* metrics."""
+    p0, c = constant_gradient_problem()
+    params = {k: jnp.asarray(p, jnp.float32) for k, p in p0.items()}
+    grads = {k: jnp.asarray(g, jnp.float32) for k, g in c.items()}
+    tx = swats(1e-3, eps=1e-3, granularity=granularity, switch_rtol=1e-5)
+    state = tx.init(params)
+    s = state[0]
+    assert _piece.view_of(s) is not None
+    _, state = tx.update(grads, state, params)
+    s = state[0]
+    view = _piece.view_of(s)(_piece.decoded(s), grads)
+    assert view.lr_included
+    for k in params:
+        x = view.statistic[k]
+        expected = 1e-3 * mo.inverse_denominator(x, s.last_step)
+        np.testing.assert_allclose(np.asarray(view.scale_of[k](x)), np.asarray(expected))
+        assert not np.any(np.asarray(view.fractions["swats/phase"][k]))
+    for _ in range(20):
+        _, state = tx.update(grads, state, params)
+    s = state[0]
+    view = _piece.view_of(s)(_piece.decoded(s), grads)
+    first = min(int(x) for x in jax.tree.leaves(s.switch_step))
+    assert int(view.scalars["swats/switch_step"]) == first > 0
+    for k in params:
+        size = s.sgd_step_size[k] if granularity == "leaf" else s.sgd_step_size
+        np.testing.assert_allclose(np.asarray(view.scale_of[k](view.statistic[k])), float(size))
+        assert np.all(np.asarray(view.fractions["swats/phase"][k]))
+    if granularity == "leaf":
+        assert set(view.leaf_scalars["swats/phase"]) == set(params)

@@ -123,7 +123,7 @@ def test_decayed_weights_with_schedule_mask_and_no_params():
     for k in range(3):
         updates, state = tx.update(zeros, state, params)
         np.testing.assert_allclose(updates["w"], 0.1 * (k + 1) * params["w"], rtol=1e-6)
-    assert int(state.count) == 3
+    assert int(state.schedule_count) == 3
 
     masked = adamjax.add_decayed_weights(0.5, mask={"w": True, "b": False})
     updates, _ = masked.update(zeros, masked.init(params), params)
@@ -138,7 +138,7 @@ def test_decayed_weights_with_schedule_mask_and_no_params():
 
 
 def fresh_decay_state():
-    return adamjax.AddDecayedWeightsState(count=jnp.zeros([], jnp.int32))
+    return optax.EmptyState()
 
 
 def test_callable_mask_is_applied():
@@ -175,3 +175,24 @@ def test_decay_keeps_the_update_dtype(weight_decay):
     assert updates["w"].dtype == jnp.bfloat16
     # 0.1 * 1 in bfloat16 (8 significand bits): within half an ulp, 2**-9.
     np.testing.assert_allclose(np.asarray(updates["w"], np.float32), 0.1, rtol=2**-9)
+
+
+def test_negative_decay_grows_the_weights_as_in_optax():
+    """The piece takes a negative decay (optax.fromage chains add_decayed_weights(mult - 1));
+    the aliases keep weight_decay >= 0."""
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    tx = adamjax.add_decayed_weights(-0.25)
+    ours, _ = tx.update(zeros, tx.init(params), params)
+    theirs, _ = optax.add_decayed_weights(-0.25).update(zeros, optax.EmptyState(), params)
+    np.testing.assert_array_equal(ours["w"], theirs["w"])
+    np.testing.assert_allclose(ours["w"], [-0.25, 0.5])
+    with pytest.raises(ValueError, match="adamw: weight_decay must be a finite number in"):
+        adamjax.adamw(1e-3, weight_decay=-0.25)
+
+
+def test_scale_by_learning_rate_none_is_the_identity_as_in_optax():
+    updates = {"w": jnp.asarray([1.0, -2.0])}
+    tx = adamjax.scale_by_learning_rate(None)
+    out, _ = tx.update(updates, tx.init(updates), value=1.0)
+    np.testing.assert_array_equal(out["w"], updates["w"])

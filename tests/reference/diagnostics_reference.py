@@ -1,4 +1,4 @@
-"""NumPy float64 definitions of the diagnostics metrics (see ``adamjax.observe``).
+"""NumPy float64 definitions of the diagnostics metrics (see ``adamjax._diagnostics``).
 
 Each function takes plain dicts of NumPy arrays (leaf name -> array) and returns the metric dict
 ``with_diagnostics`` is specified to report; the tests feed them the same gradients, updates,

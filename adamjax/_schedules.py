@@ -1,13 +1,11 @@
 r"""Ready-made momentum (``b1``) schedules.
 
 Every Adam-family piece accepts a schedule for ``b1`` and ``b2`` and corrects its bias exactly,
-with :math:`1 - \prod_{i \le t}\beta_i` (see :func:`adamjax.moments.step_decay`). Like optax's
-learning-rate schedules, a schedule is a function of the 0-based update count :math:`k`; the
-update of step :math:`t = k + 1` uses its value at :math:`k`. Here an epoch is a fixed number of
-steps, :math:`e = \lfloor k / \text{steps\_per\_epoch} \rfloor`.
+with :math:`1 - \prod_{i \le t}\beta_i` (the running correction is kept in the state's
+``last_step``). Like optax's learning-rate schedules, a schedule is a function of the 0-based
+update count :math:`k`; the update of step :math:`t = k + 1` uses its value at :math:`k`. Here
+an epoch is a fixed number of steps, :math:`e = \lfloor k / \text{steps\_per\_epoch} \rfloor`.
 """
-
-from __future__ import annotations
 
 import math
 

@@ -7,7 +7,7 @@ reads that dict back, inside or outside ``jit``. There are no host callbacks: th
 ordinary outputs of the compiled step, and a step built without the wrapper computes none of them.
 
 The pieces expose what is needed through their states (moments, the
-:class:`~adamjax.moments.StepScalars` of the latest update, bounds, phases, clipping factors);
+:class:`~adamjax.StepScalars` of the latest update, bounds, phases, clipping factors);
 the views below turn a state into :math:`\hat m`, :math:`\hat v` and per-entry step sizes with
 the same functions the pieces' updates call, so no formula is written twice.
 
@@ -28,7 +28,7 @@ For the gradients :math:`g` passed to ``update``, the updates :math:`u` it retur
 For the Adam-family states found in the inner state (every adamjax moment piece, AdaBound, SWATS
 and Adafactor's factored statistics), pooled over all their entries. With :math:`c_1, c_2` the
 bias corrections and :math:`\epsilon_t, \epsilon_{root,t}` the eps of the latest update as
-recorded in the state (:class:`~adamjax.moments.StepScalars`; the :math:`\hat\epsilon` form is
+recorded in the state (:class:`~adamjax.StepScalars`; the :math:`\hat\epsilon` form is
 already resolved there), :math:`\hat m = m/c_1` and :math:`\hat v = v/c_2` (AMSGrad: the running
 maximum, corrected as its ``max_of`` convention requires; Adamax: the infinity norm
 :math:`u_t`, uncorrected; Adafactor: :math:`r_t c_t/\operatorname{mean}(r_t)`):
@@ -70,8 +70,6 @@ With ``per_leaf=True`` every metric that is defined per leaf is repeated for eac
 Reductions run in the compute dtype (at least float32).
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -81,280 +79,42 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from adamjax import _moments, _piece
 from adamjax import _validation as v
-from adamjax import bounded, codecs, factored, moments, switching, transform
+from adamjax._scaling import ScaleByLearningRateState
 
 
 class DiagnosticsState(NamedTuple):
     """State of :func:`with_diagnostics`.
 
     Attributes:
-      count: int32 scalar, the number of updates applied so far.
+      diagnostics_count: int32 scalar, the number of updates applied so far (named so that
+        ``optax.tree_utils.tree_get(state, "count")`` finds the wrapped optimizer's count).
       inner_state: the wrapped transformation's state.
       metrics: ``dict[str, jax.Array]``, the latest step's metrics (zeros before the first
         update); the keys depend only on the transformation and the wrapper's options.
     """
 
-    count: jax.Array
+    diagnostics_count: jax.Array
     inner_state: optax.OptState
     metrics: dict[str, jax.Array]
 
 
-class _View(NamedTuple):
-    """What diagnostics read from one Adam-family state, as trees shaped like the params.
-
-    The per-entry step factor is ``scale_of(statistic)``, leaf by leaf: ``statistic`` is the
-    second-moment quantity the step divided by (a tree of arrays) and ``scale_of`` a tree of
-    functions, one per leaf, each *nonincreasing* in the statistic, so the extremes of the factor
-    are the function at the statistic's extremes (two cheap reductions instead of two passes
-    through square roots and divisions). The factor is the effective learning rate divided by the
-    learning rate, or, when ``lr_included`` (the piece applies its learning rate), the effective
-    learning rate itself. ``fractions`` holds per-entry booleans whose pooled mean is reported;
-    ``scalars`` holds global values, ``leaf_scalars`` per-leaf ones.
-    """
-
-    statistic: Any = None
-    scale_of: Any = None
-    lr_included: bool = False
-    m_hat: Any = None
-    v_hat: Any = None
-    fractions: dict[str, Any] | None = None
-    scalars: dict[str, jax.Array] | None = None
-    leaf_scalars: dict[str, Any] | None = None
-
-
-def _real(x: jax.Array) -> jax.Array:
-    """Returns ``x`` in its real compute dtype (at least float32)."""
-    return x.astype(moments.real_dtype(moments.compute_dtype(x.dtype)))
-
-
-def _abs(x: jax.Array) -> jax.Array:
-    return jnp.abs(x.astype(moments.compute_dtype(x.dtype)))
-
-
-def _corrected(tree: Any, correction: jax.Array) -> Any:
-    return jax.tree.map(lambda x: _real(x) / correction.astype(_real(x).dtype), tree)
-
-
-def _first_moment(mu: Any, last: moments.StepScalars) -> Any:
-    return jax.tree.map(lambda m: _abs(m) / last.m_correction.astype(_abs(m).dtype), mu)
-
-
-def _each(tree: Any, fn: Callable[[jax.Array], jax.Array]) -> Any:
-    """The same function for every leaf of ``tree``."""
-    return jax.tree.map(lambda _: fn, tree)
-
-
-def _adam_view(state: Any, grads: Any) -> _View:
-    del grads
-    last = state.last_step
-    v_hat = _corrected(state.nu, last.v_correction)
-    scale_of = _each(v_hat, lambda x: moments.inverse_denominator(x, last))
-    return _View(v_hat, scale_of, False, _first_moment(state.mu, last), v_hat)
-
-
-def _amsgrad_view(state: transform.ScaleByAmsgradState, grads: Any) -> _View:
-    del grads
-    last = state.last_step
-    v_hat = _corrected(state.nu, last.v_correction)
-    v_max = _corrected(state.nu_max, last.max_correction)
-    scale_of = _each(v_max, lambda x: moments.inverse_denominator(x, last))
-    active = jax.tree.map(jnp.greater, v_max, v_hat)
-    fractions = {"amsgrad/active_fraction": active}
-    return _View(v_max, scale_of, False, _first_moment(state.mu, last), v_max, fractions)
-
-
-def _radam_view(state: transform.ScaleByRadamState, grads: Any) -> _View:
-    adam = _adam_view(state, grads)
-    r = state.rectification
-    last = state.last_step
-
-    def scale(x: jax.Array) -> jax.Array:
-        # The SGD step (r = 0) multiplies m-hat by 1.
-        return jnp.where(r > 0, r.astype(x.dtype) * moments.inverse_denominator(x, last), 1)
-
-    return adam._replace(scale_of=_each(adam.statistic, scale), scalars={"radam/rectification": r})
-
-
-def _adamax_view(state: transform.ScaleByAdamaxState, grads: Any) -> _View:
-    del grads
-    last = state.last_step
-    u = jax.tree.map(_real, state.nu)
-
-    def scale(x: jax.Array) -> jax.Array:
-        one = jnp.ones([], x.dtype)
-        return moments.infinity_norm_direction(one, x, last.eps.astype(x.dtype))
-
-    return _View(u, _each(u, scale), False, _first_moment(state.mu, last), u)
-
-
-def _adabound_view(state: bounded.ScaleByAdaBoundState, grads: Any) -> _View:
-    del grads
-    last = state.last_step
-    v_hat = _corrected(state.nu, last.v_correction)
-    used = jax.tree.map(_real, state.nu if state.nu_max is None else state.nu_max)
-
-    def step_size(x: jax.Array) -> jax.Array:
-        return bounded.adabound_step_size(state.learning_rate, x, last)
-
-    def clipped(x: jax.Array) -> jax.Array:
-        step = step_size(x)
-        lo, hi = state.lower_bound.astype(step.dtype), state.upper_bound.astype(step.dtype)
-        return jnp.clip(step, lo, hi) * last.m_correction.astype(step.dtype)
-
-    fractions = {
-        "adabound/lower_clipped_fraction": jax.tree.map(
-            lambda x: step_size(x) < state.lower_bound.astype(x.dtype), used
-        ),
-        "adabound/upper_clipped_fraction": jax.tree.map(
-            lambda x: step_size(x) > state.upper_bound.astype(x.dtype), used
-        ),
-    }
-    estimate = v_hat
-    if state.nu_max is not None:
-        estimate = _corrected(state.nu_max, last.max_correction)
-        fractions["amsgrad/active_fraction"] = jax.tree.map(jnp.greater, estimate, v_hat)
-    scalars = {"adabound/lower_bound": state.lower_bound, "adabound/upper_bound": state.upper_bound}
-    m_hat = _first_moment(state.mu, last)
-    return _View(used, _each(used, clipped), True, m_hat, estimate, fractions, scalars)
-
-
-def _swats_view(state: switching.ScaleBySwatsState, grads: Any) -> _View:
-    adam = _adam_view(state, grads)
-    last = state.last_step
-    # granularity="global" keeps one 0-d array per field; "leaf" a tree shaped like the params
-    # (for params that are a single array the two coincide and are treated alike).
-    global_mode = isinstance(state.phase, jax.Array)
-
-    def per_leaf(field: Any) -> Any:
-        return jax.tree.map(lambda _: field, state.mu) if global_mode else field
-
-    phase, switch_step = per_leaf(state.phase), per_leaf(state.switch_step)
-    step_size, sgd_rate = per_leaf(state.sgd_step_size), per_leaf(state.sgd_rate)
-
-    def scale_for(ph: jax.Array, sw: jax.Array, size: jax.Array) -> Callable:
-        # A leaf that switched in this very step still took an Adam step.
-        in_sgd = (ph == switching.PHASE_SGD) & (sw < state.count)
-
-        def scale(x: jax.Array) -> jax.Array:
-            adam_rate = state.learning_rate.astype(x.dtype) * moments.inverse_denominator(x, last)
-            return jnp.where(in_sgd, size.astype(x.dtype), adam_rate)
-
-        return scale
-
-    scale_of = jax.tree.map(scale_for, phase, switch_step, step_size)
-    in_sgd = jax.tree.map(
-        lambda m, ph: jnp.broadcast_to(ph == switching.PHASE_SGD, jnp.shape(m)), state.mu, phase
-    )
-    if global_mode:
-        scalars = {
-            "swats/switch_step": state.switch_step,
-            "swats/sgd_rate": state.sgd_rate,
-        }
-        leaf_scalars = None
-    else:
-        steps = jax.tree.leaves(state.switch_step)
-        switched = [jnp.where(s >= 0, s, jnp.iinfo(jnp.int32).max) for s in steps]
-        first = jnp.min(jnp.stack(switched))
-        sizes = [m.size for m in jax.tree.leaves(state.mu)]
-        rates = jax.tree.leaves(state.sgd_rate)
-        weight = sum(jnp.where(s >= 0, n, 0) for s, n in zip(steps, sizes, strict=True))
-        total = sum(
-            jnp.where(s >= 0, n * r, 0) for s, n, r in zip(steps, sizes, rates, strict=True)
-        )
-        scalars = {
-            "swats/switch_step": jnp.where(first == jnp.iinfo(jnp.int32).max, -1, first),
-            "swats/sgd_rate": jnp.where(weight > 0, total / jnp.maximum(weight, 1), 0),
-        }
-        leaf_scalars = {
-            "swats/phase": state.phase,
-            "swats/switch_step": state.switch_step,
-            "swats/sgd_rate": sgd_rate,
-        }
-    return adam._replace(
-        scale_of=scale_of,
-        lr_included=True,
-        fractions={"swats/phase": in_sgd},
-        scalars=scalars,
-        leaf_scalars=leaf_scalars,
-    )
-
-
-def _factored_view(state: factored.ScaleByFactoredRmsState, grads: Any) -> _View:
-    def leaf(g, v_row, v_col, v_full):
-        if isinstance(v_row, optax.MaskedNode):
-            return None
-        shape = jnp.shape(g)
-        axes = factored.factored_axes_of(shape, v_full)
-        if axes is None:
-            return _real(v_full)
-        row, col = factored.inverse_rms_factors(_real(v_row), _real(v_col), axes)
-        return jnp.broadcast_to(row * col, shape) ** -2
-
-    v_hat = jax.tree.map(
-        leaf,
-        grads,
-        state.v_row,
-        state.v_col,
-        state.v,
-        is_leaf=lambda x: isinstance(x, optax.MaskedNode),
-    )
-    return _View(v_hat, _each(v_hat, lambda x: x**-0.5), False, None, v_hat)
-
-
-def _clip_view(state: factored.ClipByBlockRmsState, grads: Any) -> _View:
-    del grads
-    factors = jax.tree.leaves(state.clip_factor)
-    largest = jnp.max(jnp.stack(factors)) if factors else jnp.ones([], jnp.float32)
-    return _View(
-        scalars={"adafactor/clip_factor": largest},
-        leaf_scalars={"adafactor/clip_factor": state.clip_factor},
-    )
-
-
-_VIEWS: dict[type, Callable[[Any, Any], _View]] = {
-    transform.ScaleByAdamState: _adam_view,
-    transform.ScaleByAmsgradState: _amsgrad_view,
-    transform.ScaleByNadamState: _adam_view,
-    transform.ScaleByRadamState: _radam_view,
-    transform.ScaleByAdamaxState: _adamax_view,
-    bounded.ScaleByAdaBoundState: _adabound_view,
-    switching.ScaleBySwatsState: _swats_view,
-    factored.ScaleByFactoredRmsState: _factored_view,
-    factored.ClipByBlockRmsState: _clip_view,
-}
-
-
-def _decoded(state: Any) -> Any:
-    """``state`` with its quantized moments (:mod:`adamjax.codecs`) decoded to float32 arrays,
-    so that every view reads plain arrays shaped like the params."""
-    fields = {
-        name: codecs.load_tree(getattr(state, name), signed=name == "mu")
-        for name in ("mu", "nu", "nu_max")
-        if getattr(state, name, None) is not None
-    }
-    return state._replace(**fields) if fields else state
-
-
-def _is_inject_state(node: Any) -> bool:
-    return isinstance(node, tuple) and hasattr(node, "hyperparams") and hasattr(node, "inner_state")
-
-
 def _find_views(node: Any, lr: Any, found: list[tuple[Any, Any]]) -> None:
-    """Collects ``(state, learning_rate)`` for every state with a view under ``node``.
+    """Collects ``(state, learning_rate)`` for every state with a registered view under ``node``.
 
     The learning rate of a state is the product of the :class:`~adamjax.ScaleByLearningRateState`
     rates in the innermost ``optax.chain`` around it (adamw's paper scaling chains two), else the
     ``learning_rate`` hyperparameter of the innermost ``optax.inject_hyperparams`` around it, else
     ``lr`` as given.
     """
-    if type(node) in _VIEWS:
+    if _piece.view_of(node) is not None:
         found.append((node, lr))
         return
-    if _is_inject_state(node) and "learning_rate" in node.hyperparams:
-        lr = node.hyperparams["learning_rate"]
-    if type(node) is tuple:
-        rates = [s.learning_rate for s in node if isinstance(s, transform.ScaleByLearningRateState)]
+    if isinstance(node, optax.InjectStatefulHyperparamsState):
+        lr = node.hyperparams.get("learning_rate", lr)
+    if type(node) is tuple:  # an optax.chain state
+        rates = [s.last_learning_rate for s in node if isinstance(s, ScaleByLearningRateState)]
         if rates:
             lr = math.prod(rates[1:], start=rates[0])
     if isinstance(node, dict):
@@ -397,25 +157,17 @@ class _Pool:
         return out
 
 
-def _path_name(path: tuple) -> str:
-    parts = []
-    for key in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return "/".join(parts) or "root"
+def _leaf_name(path: tuple) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/") or "root"
 
 
 def _leaves_with_names(tree: Any) -> list[tuple[str, Any]]:
     leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
-    return [(_path_name(path), x) for path, x in leaves if x is not None]
+    return [(_leaf_name(path), x) for path, x in leaves if x is not None]
 
 
 def _sum_squares(x: jax.Array) -> jax.Array:
-    return jnp.sum(moments.squared_magnitude(x.astype(moments.compute_dtype(x.dtype))))
+    return jnp.sum(_moments.squared_magnitude(x.astype(_moments.compute_dtype(x.dtype))))
 
 
 def _count_nonfinite(g: jax.Array, sum_squares: jax.Array) -> jax.Array:
@@ -469,13 +221,14 @@ def with_diagnostics(
     per_leaf: bool = False,
     histogram_bins: int | None = None,
     histogram_range: tuple[float, float] = (1e-8, 1.0),
-    learning_rate: transform.ScalarOrSchedule | None = None,
+    learning_rate: _piece.ScalarOrSchedule | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wraps ``tx`` so that its state carries the latest step's diagnostics.
 
     ``update`` returns exactly ``tx``'s updates; the wrapper only adds reductions, whose results
     it keeps in :attr:`DiagnosticsState.metrics` (read them with :func:`diagnostics`). Every
-    metric is defined in the :mod:`adamjax.observe` module docstring.
+    metric is defined in the module docstring of ``adamjax._diagnostics`` and on the
+    documentation's Diagnostics page.
 
     The Adam-family states are found anywhere in the inner state: inside ``optax.chain``,
     ``optax.inject_hyperparams``, ``optax.masked``, ``optax.multi_transform`` and the like. The
@@ -517,7 +270,7 @@ def with_diagnostics(
 
     def metrics_of(grads, updates, params, inner_state, count):
         dtype = jnp.result_type(
-            jnp.float32, *(moments.real_dtype(x.dtype) for x in jax.tree.leaves(grads))
+            jnp.float32, *(_moments.real_dtype(x.dtype) for x in jax.tree.leaves(grads))
         )
         pools: dict[str, _Pool] = {"": _Pool()}
 
@@ -557,7 +310,7 @@ def with_diagnostics(
             default_lr = default_lr(count - 1)
         _find_views(inner_state, default_lr, found)
         for state, lr in found:
-            view = _VIEWS[type(state)](_decoded(state), grads)
+            view = _piece.view_of(state)(_piece.decoded(state), grads)
             _pool_view(view, lr, pools, per_leaf, edges)
         for prefix, accumulated in pools.items():
             for key, value in accumulated.result().items():
@@ -577,7 +330,7 @@ def with_diagnostics(
         # The reductions read the step's results as written, instead of fusing (and so
         # recomputing) the whole update inside every reduction: measured 15-20% faster on CPU.
         new_updates, inner_state = jax.lax.optimization_barrier((new_updates, inner_state))
-        count = optax.safe_increment(state.count)
+        count = optax.safe_increment(state.diagnostics_count)
         metrics = metrics_of(updates, new_updates, params, inner_state, count)
         return new_updates, DiagnosticsState(count, inner_state, metrics)
 
@@ -608,7 +361,7 @@ def _norm_metrics(
 
 
 def _pool_view(
-    view: _View, lr: Any, pools: dict[str, _Pool], per_leaf: bool, edges: np.ndarray | None
+    view: _piece.View, lr: Any, pools: dict[str, _Pool], per_leaf: bool, edges: np.ndarray | None
 ) -> None:
     """Adds one view's entries to the global pool and, with ``per_leaf``, to each leaf's."""
 
@@ -673,22 +426,12 @@ def _unwrap(x: Any) -> Any:
     return x
 
 
-def _find_diagnostics(node: Any) -> DiagnosticsState | None:
-    if isinstance(node, DiagnosticsState):
-        return node
-    if isinstance(node, dict):
-        children = node.values()
-    elif isinstance(node, (tuple, list)):
-        children = node
-    elif hasattr(node, "items") and callable(node.items):  # e.g. flax nnx.State
-        children = [value for _, value in node.items()]
-    else:
-        return None
-    for child in children:
-        found = _find_diagnostics(child)
-        if found is not None:
-            return found
-    return None
+def _find_diagnostics(tree: Any) -> DiagnosticsState | None:
+    def is_diagnostics(x: Any) -> bool:
+        return isinstance(x, DiagnosticsState)
+
+    found = [x for x in jax.tree.leaves(tree, is_leaf=is_diagnostics) if is_diagnostics(x)]
+    return found[0] if found else None
 
 
 def diagnostics(opt_state: Any) -> dict[str, jax.Array]:
@@ -697,7 +440,7 @@ def diagnostics(opt_state: Any) -> dict[str, jax.Array]:
     ``opt_state`` may be the wrapper's own state or any state containing it (a chain, an
     ``optax.MultiSteps`` state, a flax ``nnx.Optimizer``'s ``opt_state``). Call it inside the
     jitted train step to return the metrics with the loss, or outside on a fetched state. The
-    keys are defined in the :mod:`adamjax.observe` module docstring.
+    keys are defined on the documentation's Diagnostics page.
 
     Args:
       opt_state: a :class:`DiagnosticsState`, or any pytree of optimizer states containing one.

@@ -1,13 +1,13 @@
 r"""Adafactor (Shazeer & Stern 2018): factored second moments, update clipping, relative steps.
 
-Two pieces of adamjax's own and one alias:
+Two pieces of adamjax's own, one alias and the pieces' diagnostics views:
 
 * :func:`scale_by_factored_rms` divides the gradient by a second-moment estimate that, for a matrix,
   keeps only row and column statistics (memory :math:`O(n + m)` instead of :math:`O(nm)`);
 * :func:`clip_by_block_rms` is ``optax.clip_by_block_rms`` that also records its clipping factor
   in the state, for diagnostics;
-* :func:`adafactor` chains them with optax's learning-rate, parameter-scale, EMA and scale pieces
-  and adamjax's decoupled weight decay.
+* :func:`adafactor` chains them with adamjax's learning-rate piece and decoupled weight decay
+  (:mod:`adamjax._scaling`), optax's parameter-scale and scale pieces and a momentum EMA.
 
 The options are spelled as in ``optax.adafactor``, and with a ``learning_rate`` (or with
 ``relative_step=False``) the alias computes what ``optax.adafactor`` computes. The one deliberate
@@ -15,9 +15,8 @@ difference is ``learning_rate=None``: optax then applies *no* step size at all, 
 the paper's relative step :math:`\rho_t = \min(10^{-2}, 1/\sqrt t)` (see :func:`adafactor`).
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax
@@ -25,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import _tree, moments, transform
+from adamjax import _moments as mo
+from adamjax import _piece, _scaling
 from adamjax import _validation as v
 
 DecayRateFn = Callable[[jax.Array, Any], jax.Array]
@@ -58,13 +58,28 @@ class ClipByBlockRmsState(NamedTuple):
     r"""State of :func:`clip_by_block_rms`.
 
     Attributes:
-      count: int32 scalar, the number of updates applied so far.
+      clip_count: int32 scalar, the number of updates applied so far (not called ``count``, so
+        that ``optax.tree_utils.tree_get(state, "count")`` on :func:`adafactor`'s state finds the
+        one count of :class:`ScaleByFactoredRmsState`).
       clip_factor: one scalar per leaf, the divisor :math:`\max(1, \mathrm{RMS}(U_t)/d)` of the
         latest update (1 means the leaf was not clipped); real, in at least float32.
     """
 
-    count: jax.Array
+    clip_count: jax.Array
     clip_factor: optax.Updates
+
+
+class AdafactorMomentumState(NamedTuple):
+    r"""State of :func:`adafactor`'s momentum: ``optax.EmaState``'s fields, renamed.
+
+    Attributes:
+      momentum_count: int32 scalar, the number of updates applied so far (not called ``count``:
+        see :class:`ClipByBlockRmsState`).
+      ema: :math:`m_t`, the moving average of the scaled steps, in ``dtype_momentum``.
+    """
+
+    momentum_count: jax.Array
+    ema: optax.Updates
 
 
 def _factored_axes(shape: tuple[int, ...], factored: bool, min_dim: int) -> tuple[int, int] | None:
@@ -201,88 +216,187 @@ def scale_by_factored_rms(
       >>> state = tx.init(params)
       >>> updates, state = tx.update(grads, state)
     """
-    fn = "scale_by_factored_rms"
-    v.check_bool(fn, "factored", factored)
+    return _factored_rms(
+        "scale_by_factored_rms", factored=factored, decay_rate=decay_rate,
+        step_offset=step_offset, min_dim_size_to_factor=min_dim_size_to_factor, epsilon=epsilon,
+        decay_rate_fn=decay_rate_fn, nu_dtype=nu_dtype,
+    )  # fmt: skip
+
+
+class _Factoring(NamedTuple):
+    """Which leaves :func:`scale_by_factored_rms` factors: its ``factored`` and
+    ``min_dim_size_to_factor``."""
+
+    factored: bool
+    min_dim: int
+
+    def axes(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
+        return _factored_axes(shape, self.factored, self.min_dim)
+
+
+def _check_factored_options(
+    fn: str,
+    *,
+    factored: Any,
+    decay_rate: Any,
+    step_offset: Any,
+    min_dim_size_to_factor: Any,
+    epsilon: Any,
+    decay_rate_fn: Any,
+    nu_dtype: Any,
+    spelled: Mapping[str, str],
+) -> None:
+    """Checks :func:`scale_by_factored_rms`'s options under ``fn``; ``spelled`` maps an option to
+    the name the caller gave it (:func:`adafactor`'s ``decay_offset`` and ``eps``)."""
+    v.check_integer(fn, "min_dim_size_to_factor", min_dim_size_to_factor, minimum=1, array_ok=False)
     if decay_rate_fn is None:
         v.check_positive(fn, "decay_rate", decay_rate, at_most_one=True)
     elif not callable(decay_rate_fn):
         raise TypeError(f"{fn}: decay_rate_fn must be None or callable, got {decay_rate_fn!r}")
-    v.check_integer(fn, "step_offset", step_offset, minimum=0, array_ok=True)
-    v.check_integer(fn, "min_dim_size_to_factor", min_dim_size_to_factor, minimum=1, array_ok=False)
-    v.check_non_negative(fn, "epsilon", epsilon)
+    offset_name = spelled.get("step_offset", "step_offset")
+    v.check_integer(fn, offset_name, step_offset, minimum=0, array_ok=True)
+    v.check_non_negative(fn, spelled.get("epsilon", "epsilon"), epsilon)
+    v.check_bool(fn, "factored", factored)
     v.check_float_dtype(fn, "nu_dtype", nu_dtype)
+
+
+def _zero_statistics(p: Any, factoring: _Factoring, nu_dtype: Any) -> tuple[jax.Array, ...]:
+    """A leaf's zero ``(v_row, v_col, v)``; the ones it does not use are ``(1,)`` placeholders."""
+    dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
+    dtype = mo.storage_dtype(dtype, nu_dtype, real=True)
+    axes = factoring.axes(jnp.shape(p))
+    if axes is None:
+        # Separate buffers: a state donated to jit must not alias itself.
+        return jnp.zeros((1,), dtype), jnp.zeros((1,), dtype), jnp.zeros_like(p, dtype=dtype)
+    long, short = axes
+    # Each statistic is a mean over one axis, placed like the param less that axis.
+    row = _zeros_without_axis(p, long, dtype)
+    col = _zeros_without_axis(p, short, dtype)
+    return row, col, jnp.zeros((1,), dtype)
+
+
+def _check_state_shapes(
+    fn: str, updates: Any, state: ScaleByFactoredRmsState, factoring: _Factoring
+) -> None:
+    """Checks each leaf's ``(v_row, v_col, v)`` have the shapes the update's shape needs."""
+    leaves = jax.tree_util.tree_flatten_with_path(updates)[0]
+    stats = zip(*(jax.tree.leaves(x) for x in (state.v_row, state.v_col, state.v)), strict=True)
+    for (path, g), have in zip(leaves, stats, strict=True):
+        shape = jnp.shape(g)
+        want = _state_shapes(shape, factoring.axes(shape))
+        if want != tuple(x.shape for x in have):
+            raise ValueError(
+                f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
+                f"{shape} and needs (v_row, v_col, v) of shapes {want}, but the optimizer "
+                f"state holds {tuple(x.shape for x in have)}. Was init() called on params of "
+                "other shapes, or with another min_dim_size_to_factor?"
+            )
+
+
+def _decay_rate_at(
+    count: jax.Array, dtype: Any, decay_rate: Any, step_offset: Any, decay_rate_fn: Any
+) -> jax.Array:
+    r""":math:`\hat\beta_{2,t}` in ``dtype`` for the update that follows ``count`` updates."""
+    step = jnp.maximum(count - step_offset, 0)
+    if decay_rate_fn is not None:
+        return jnp.asarray(decay_rate_fn(step, decay_rate), dtype)
+    return 1 - (step.astype(dtype) + 1) ** -jnp.asarray(decay_rate, dtype)
+
+
+def _squared_gradient(g: jax.Array, nu: jax.Array, epsilon: Any) -> tuple[jax.Array, jax.Array]:
+    r"""``(g, |g|^2 + epsilon)``, both in the leaf's compute dtype (the second one real)."""
+    g_c = g.astype(mo.compute_dtype(g.dtype, nu.dtype))
+    return g_c, mo.squared_magnitude(g_c) + epsilon
+
+
+def _unfactored_step(
+    g_c: jax.Array, g_sq: jax.Array, nu: jax.Array, decay: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Algorithm 5: ``(U_t, v_t)`` from the full statistic."""
+    nu_t = mo.ema(g_sq, nu.astype(g_sq.dtype), decay)
+    return g_c * nu_t**-0.5, nu_t
+
+
+def _factored_step(
+    g_c: jax.Array,
+    g_sq: jax.Array,
+    v_row: jax.Array,
+    v_col: jax.Array,
+    decay: jax.Array,
+    axes: tuple[int, int],
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Algorithm 4: ``(U_t, r_t, c_t)`` from the row and column statistics."""
+    long, short = axes
+    r_t = mo.ema(jnp.mean(g_sq, axis=long), v_row.astype(g_sq.dtype), decay)
+    c_t = mo.ema(jnp.mean(g_sq, axis=short), v_col.astype(g_sq.dtype), decay)
+    row_factor, col_factor = inverse_rms_factors(r_t, c_t, axes)
+    return g_c * row_factor * col_factor, r_t, c_t
+
+
+def _leaf_step(
+    g: jax.Array,
+    squared: tuple[jax.Array, jax.Array],
+    stats: tuple[jax.Array, jax.Array, jax.Array],
+    axes: tuple[int, int] | None,
+    decay: jax.Array,
+) -> tuple[jax.Array, ...]:
+    """One leaf's ``(update, v_row, v_col, v)``, the update in ``g``'s dtype and the statistics in
+    their storage dtype."""
+    (g_c, g_sq), (v_row, v_col, nu) = squared, stats
+    if axes is None:
+        u, nu_t = _unfactored_step(g_c, g_sq, nu, decay)
+        return u.astype(g.dtype), v_row, v_col, nu_t.astype(nu.dtype)
+    u, r_t, c_t = _factored_step(g_c, g_sq, v_row, v_col, decay, axes)
+    return u.astype(g.dtype), r_t.astype(v_row.dtype), c_t.astype(v_col.dtype), nu
+
+
+def _factored_rms(
+    fn: str,
+    *,
+    factored: Any,
+    decay_rate: Any,
+    step_offset: Any,
+    min_dim_size_to_factor: Any,
+    epsilon: Any,
+    decay_rate_fn: Any,
+    nu_dtype: Any,
+    spelled: Mapping[str, str] = MappingProxyType({}),
+) -> optax.GradientTransformationExtraArgs:
+    """:func:`scale_by_factored_rms`, validated under ``fn``, the name of the function the user
+    called (``spelled``: see :func:`_check_factored_options`)."""
+    _check_factored_options(
+        fn, factored=factored, decay_rate=decay_rate, step_offset=step_offset,
+        min_dim_size_to_factor=min_dim_size_to_factor, epsilon=epsilon,
+        decay_rate_fn=decay_rate_fn, nu_dtype=nu_dtype, spelled=spelled,
+    )  # fmt: skip
+    factoring = _Factoring(factored, min_dim_size_to_factor)
 
     def init_fn(params: optax.Params) -> ScaleByFactoredRmsState:
         v.check_params(fn, params)
-
-        def leaf(p):
-            shape = jnp.shape(p)
-            dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
-            dtype = moments.storage_dtype(dtype, nu_dtype, real=True)
-            axes = _factored_axes(shape, factored, min_dim_size_to_factor)
-            if axes is None:
-                # Separate buffers: a state donated to jit must not alias itself.
-                return (
-                    jnp.zeros((1,), dtype),
-                    jnp.zeros((1,), dtype),
-                    jnp.zeros_like(p, dtype=dtype),
-                )
-            long, short = axes
-            # Each statistic is a mean over one axis, placed like the param less that axis.
-            row = _zeros_without_axis(p, long, dtype)
-            col = _zeros_without_axis(p, short, dtype)
-            return row, col, jnp.zeros((1,), dtype)
-
-        v_row, v_col, nu = _tree.map_unzip(leaf, 3, params)
+        v_row, v_col, nu = _piece.map_unzip(
+            lambda p: _zero_statistics(p, factoring, nu_dtype), 3, params
+        )
         return ScaleByFactoredRmsState(jnp.zeros([], jnp.int32), v_row, v_col, nu)
 
-    def decay_at(count: jax.Array, dtype: Any) -> jax.Array:
-        step = jnp.maximum(count - step_offset, 0)
-        if decay_rate_fn is not None:
-            return jnp.asarray(decay_rate_fn(step, decay_rate), dtype)
-        return 1 - (step.astype(dtype) + 1) ** -jnp.asarray(decay_rate, dtype)
-
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
         _check_structure(fn, updates, state.v)
-        count = state.count
-
-        leaves = jax.tree_util.tree_flatten_with_path(updates)[0]
-        stats = zip(*(jax.tree.leaves(x) for x in (state.v_row, state.v_col, state.v)), strict=True)
-        for (path, g), have in zip(leaves, stats, strict=True):
-            shape = jnp.shape(g)
-            want = _state_shapes(shape, _factored_axes(shape, factored, min_dim_size_to_factor))
-            if want != tuple(x.shape for x in have):
-                raise ValueError(
-                    f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
-                    f"{shape} and needs (v_row, v_col, v) of shapes {want}, but the optimizer "
-                    f"state holds {tuple(x.shape for x in have)}. Was init() called on params of "
-                    "other shapes, or with another min_dim_size_to_factor?"
-                )
-
-        def leaf(g, v_row, v_col, nu):
-            shape = jnp.shape(g)
-            axes = _factored_axes(shape, factored, min_dim_size_to_factor)
-            dtype = moments.compute_dtype(g.dtype, nu.dtype)
-            g_c = g.astype(dtype)
-            g_sq = moments.squared_magnitude(g_c) + epsilon
-            decay = decay_at(count, g_sq.dtype)
-            if axes is None:
-                nu_t = moments.ema(g_sq, nu.astype(g_sq.dtype), decay)
-                u = g_c * nu_t**-0.5
-                return u.astype(g.dtype), v_row, v_col, nu_t.astype(nu.dtype)
-            long, short = axes
-            r_t = moments.ema(jnp.mean(g_sq, axis=long), v_row.astype(g_sq.dtype), decay)
-            c_t = moments.ema(jnp.mean(g_sq, axis=short), v_col.astype(g_sq.dtype), decay)
-            row_factor, col_factor = inverse_rms_factors(r_t, c_t, axes)
-            u = g_c * row_factor * col_factor
-            return u.astype(g.dtype), r_t.astype(v_row.dtype), c_t.astype(v_col.dtype), nu
-
-        updates, v_row, v_col, nu = _tree.map_unzip(
-            leaf, 4, updates, state.v_row, state.v_col, state.v
-        )
-        new_state = ScaleByFactoredRmsState(optax.safe_increment(count), v_row, v_col, nu)
-        return updates, new_state
+        _check_state_shapes(fn, updates, state, factoring)
+        leaves, treedef = jax.tree.flatten(updates)
+        stats = [treedef.flatten_up_to(x) for x in (state.v_row, state.v_col, state.v)]
+        stats = list(zip(*stats, strict=True))
+        squared = [_squared_gradient(g, s[2], epsilon) for g, s in zip(leaves, stats, strict=True)]
+        # The step's decay rate, once per compute dtype of the leaves (float32, or float64).
+        decays = {
+            dtype: _decay_rate_at(state.count, dtype, decay_rate, step_offset, decay_rate_fn)
+            for dtype in dict.fromkeys(g_sq.dtype for _, g_sq in squared)
+        }
+        out = [
+            _leaf_step(g, sq, s, factoring.axes(jnp.shape(g)), decays[sq[1].dtype])
+            for g, sq, s in zip(leaves, squared, stats, strict=True)
+        ]
+        updates, v_row, v_col, nu = (treedef.unflatten([o[i] for o in out]) for i in range(4))
+        return updates, ScaleByFactoredRmsState(optax.safe_increment(state.count), v_row, v_col, nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -315,28 +429,34 @@ def clip_by_block_rms(threshold: float | jax.Array = 1.0) -> optax.GradientTrans
       >>> updates, state = tx.update(grads, tx.init(params))
       >>> factors = state[1].clip_factor
     """
-    fn = "clip_by_block_rms"
-    v.check_positive(fn, "threshold", threshold)
+    return _clip_by_block_rms("clip_by_block_rms", threshold=threshold)
+
+
+def _clip_by_block_rms(
+    fn: str, *, threshold: Any, name: str = "threshold"
+) -> optax.GradientTransformationExtraArgs:
+    """:func:`clip_by_block_rms`, with ``threshold`` checked under ``fn`` as ``name``."""
+    v.check_positive(fn, name, threshold)
 
     def init_fn(params: optax.Params) -> ClipByBlockRmsState:
         def one(p):
             dtype = p.dtype if hasattr(p, "dtype") else jnp.result_type(p)
-            return jnp.ones([], moments.real_dtype(moments.compute_dtype(dtype)))
+            return jnp.ones([], mo.real_dtype(mo.compute_dtype(dtype)))
 
         return ClipByBlockRmsState(jnp.zeros([], jnp.int32), jax.tree.map(one, params))
 
-    def update_fn(updates, state, params=None):
-        del params
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
         _check_structure(fn, updates, state.clip_factor)
 
         def leaf(u, factor):
-            u_c = u.astype(moments.compute_dtype(u.dtype))
-            rms = jnp.sqrt(jnp.mean(moments.squared_magnitude(u_c)))
+            u_c = u.astype(mo.compute_dtype(u.dtype))
+            rms = jnp.sqrt(jnp.mean(mo.squared_magnitude(u_c)))
             divisor = jnp.maximum(1, rms / threshold)
             return (u_c / divisor).astype(u.dtype), divisor.astype(factor.dtype)
 
-        updates, factors = _tree.map_unzip(leaf, 2, updates, state.clip_factor)
-        return updates, ClipByBlockRmsState(optax.safe_increment(state.count), factors)
+        updates, factors = _piece.map_unzip(leaf, 2, updates, state.clip_factor)
+        return updates, ClipByBlockRmsState(optax.safe_increment(state.clip_count), factors)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -363,6 +483,11 @@ def relative_step_schedule(cap: float | jax.Array = 1e-2) -> optax.Schedule:
       >>> updates, state = tx.update(grads, tx.init(params))
     """
     v.check_positive("relative_step_schedule", "cap", cap)
+    return _relative_step(cap)
+
+
+def _relative_step(cap: Any) -> optax.Schedule:
+    """:func:`relative_step_schedule`, unchecked (the caller checked ``cap``)."""
 
     def schedule(count: jax.Array) -> jax.Array:
         return jnp.minimum(cap, jax.lax.rsqrt(count + 1.0))
@@ -370,23 +495,35 @@ def relative_step_schedule(cap: float | jax.Array = 1e-2) -> optax.Schedule:
     return schedule
 
 
-def _momentum(decay: float, accumulator_dtype: Any) -> optax.GradientTransformation:
-    """``optax.ema`` without debiasing, whose updates keep the dtype of the incoming updates.
+def _momentum(decay: Any, accumulator_dtype: Any) -> optax.GradientTransformationExtraArgs:
+    """``optax.ema(decay, debias=False, accumulator_dtype)`` whose updates keep the dtype of the
+    incoming updates, with state :class:`AdafactorMomentumState`.
 
     ``optax.ema`` returns the new average in its accumulator's dtype, so float16 or bfloat16
     params would get float32 updates (twice the memory, and a dtype the chain did not ask for).
+    The average is computed exactly as ``optax.ema`` computes it.
     """
-    ema = optax.ema(decay, debias=False, accumulator_dtype=accumulator_dtype)
+    if accumulator_dtype is not None:
+        accumulator_dtype = jax.dtypes.canonicalize_dtype(accumulator_dtype)
 
-    def update_fn(updates, state, params=None):
-        averaged, state = ema.update(updates, state, params)
-        return jax.tree.map(lambda a, u: a.astype(u.dtype), averaged, updates), state
+    def init_fn(params: optax.Params) -> AdafactorMomentumState:
+        ema = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
+        return AdafactorMomentumState(jnp.zeros([], jnp.int32), ema)
 
-    return optax.GradientTransformation(ema.init, update_fn)
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        averaged = jax.tree.map(lambda u, m: (1 - decay) * u + decay * m, updates, state.ema)
+        stored = averaged
+        if accumulator_dtype is not None:
+            stored = jax.tree.map(lambda a: a.astype(accumulator_dtype), averaged)
+        updates = jax.tree.map(lambda a, u: a.astype(u.dtype), averaged, updates)
+        return updates, AdafactorMomentumState(optax.safe_increment(state.momentum_count), stored)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def adafactor(
-    learning_rate: transform.ScalarOrSchedule | None = None,
+    learning_rate: _piece.ScalarOrSchedule | None = None,
     min_dim_size_to_factor: int = 128,
     decay_rate: float = 0.8,
     decay_offset: int = 0,
@@ -394,7 +531,7 @@ def adafactor(
     clipping_threshold: float | None = 1.0,
     momentum: float | None = None,
     dtype_momentum: Any = jnp.float32,
-    weight_decay_rate: transform.ScalarOrSchedule | None = None,
+    weight_decay_rate: _piece.ScalarOrSchedule | None = None,
     eps: float = 1e-30,
     factored: bool = True,
     weight_decay_mask: Any | None = None,
@@ -404,6 +541,9 @@ def adafactor(
     eps_scale: float = 1e-3,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adafactor (Shazeer & Stern 2018), spelled like ``optax.adafactor``.
+
+    The positional parameters are ``optax.adafactor``'s, in its order; adamjax's additions are
+    keyword-only.
 
     With :math:`U_t` from :func:`scale_by_factored_rms` and :math:`d` = ``clipping_threshold``:
 
@@ -465,7 +605,9 @@ def adafactor(
     Returns:
       An ``optax.GradientTransformationExtraArgs``: ``chain(scale_by_factored_rms,
       clip_by_block_rms, scale_by_learning_rate, scale_by_param_block_rms, ema,
-      add_decayed_weights, scale(-1))``, with the disabled pieces left out. ``update`` needs
+      add_decayed_weights, scale(-1))``, with the disabled pieces left out; the momentum EMA keeps
+      an :class:`AdafactorMomentumState`. The one state field called ``count`` is the factored
+      piece's, so ``optax.tree_utils.tree_get(state, "count")`` finds it. ``update`` needs
       ``params`` when the parameter scale or weight decay is on.
 
     References:
@@ -478,52 +620,117 @@ def adafactor(
       >>> params = optax.apply_updates(params, updates)
     """
     fn = "adafactor"
-    if learning_rate is not None:
-        v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
-    v.check_integer(fn, "min_dim_size_to_factor", min_dim_size_to_factor, minimum=1, array_ok=False)
-    v.check_positive(fn, "decay_rate", decay_rate, at_most_one=True)
-    v.check_integer(fn, "decay_offset", decay_offset, minimum=0, array_ok=True)
-    v.check_bool(fn, "multiply_by_parameter_scale", multiply_by_parameter_scale)
-    if clipping_threshold is not None:
-        v.check_positive(fn, "clipping_threshold", clipping_threshold)
-    if momentum is not None:
-        # dtype_momentum is only checked when used: optax.inject_hyperparams mistakes the
-        # callable jnp.float32 for a schedule and passes an array in its place.
-        v.check_unit_interval(fn, "momentum", momentum)
-        v.check_float_dtype(fn, "dtype_momentum", dtype_momentum)
-    if weight_decay_rate is not None:
-        v.check_non_negative(fn, "weight_decay_rate", weight_decay_rate, schedule_ok=True)
-    v.check_non_negative(fn, "eps", eps)
-    v.check_bool(fn, "factored", factored)
-    if relative_step is not None and not isinstance(relative_step, (bool, np.bool_)):
-        raise TypeError(f"{fn}: relative_step must be None, True or False, got {relative_step!r}")
-    v.check_positive(fn, "relative_step_cap", relative_step_cap)
-    v.check_non_negative(fn, "eps_scale", eps_scale)
-    if relative_step and learning_rate is not None:
-        raise ValueError(
-            f"{fn}: relative_step=True computes its own step size, so learning_rate must be None, "
-            f"got {learning_rate!r}; pass relative_step=False (or leave it None) to use a "
-            "learning rate."
-        )
-
-    if relative_step is None:
-        relative_step = learning_rate is None
-    step_size = relative_step_schedule(relative_step_cap) if relative_step else learning_rate
-
+    _check_adafactor_options(
+        fn, multiply_by_parameter_scale=multiply_by_parameter_scale, momentum=momentum,
+        dtype_momentum=dtype_momentum, weight_decay_rate=weight_decay_rate,
+        relative_step=relative_step, relative_step_cap=relative_step_cap, eps_scale=eps_scale,
+    )  # fmt: skip
     pieces = [
-        scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps)
-    ]
+        _factored_rms(
+            fn, factored=factored, decay_rate=decay_rate, step_offset=decay_offset,
+            min_dim_size_to_factor=min_dim_size_to_factor, epsilon=eps, decay_rate_fn=None,
+            nu_dtype=None, spelled={"step_offset": "decay_offset", "epsilon": "eps"},
+        )
+    ]  # fmt: skip
     if clipping_threshold is not None:
-        pieces.append(clip_by_block_rms(clipping_threshold))
+        pieces.append(
+            _clip_by_block_rms(fn, threshold=clipping_threshold, name="clipping_threshold")
+        )
+    step_size = _step_size(fn, learning_rate, relative_step, relative_step_cap)
     if step_size is not None:
-        pieces.append(transform.scale_by_learning_rate(step_size, flip_sign=False))
+        pieces.append(_scaling._learning_rate(fn, step_size, flip_sign=False))
     if multiply_by_parameter_scale:
         pieces.append(optax.scale_by_param_block_rms(eps_scale))
     if momentum is not None:
         pieces.append(_momentum(momentum, dtype_momentum))
     if weight_decay_rate is not None:
         pieces.append(
-            transform.masked_decay(fn, weight_decay_rate, weight_decay_mask, "weight_decay_mask")
+            _scaling.decayed_weights(fn, weight_decay_rate, weight_decay_mask, "weight_decay_mask")
         )
     pieces.append(optax.scale(-1.0))
     return optax.chain(*pieces)
+
+
+def _check_adafactor_options(
+    fn: str,
+    *,
+    multiply_by_parameter_scale: Any,
+    momentum: Any,
+    dtype_momentum: Any,
+    weight_decay_rate: Any,
+    relative_step: Any,
+    relative_step_cap: Any,
+    eps_scale: Any,
+) -> None:
+    """Checks the options of :func:`adafactor` that no piece it chains checks under its name."""
+    v.check_bool(fn, "multiply_by_parameter_scale", multiply_by_parameter_scale)
+    if momentum is not None:
+        # dtype_momentum is only checked when used: optax.inject_hyperparams mistakes the
+        # callable jnp.float32 for a schedule and passes an array in its place.
+        v.check_unit_interval(fn, "momentum", momentum)
+        v.check_float_dtype(fn, "dtype_momentum", dtype_momentum)
+    if weight_decay_rate is not None:
+        # Checked here to name it weight_decay_rate; _scaling.decayed_weights would call it
+        # weight_decay.
+        v.check_non_negative(fn, "weight_decay_rate", weight_decay_rate, schedule_ok=True)
+    if relative_step is not None and not isinstance(relative_step, (bool, np.bool_)):
+        raise TypeError(f"{fn}: relative_step must be None, True or False, got {relative_step!r}")
+    v.check_positive(fn, "relative_step_cap", relative_step_cap)
+    v.check_non_negative(fn, "eps_scale", eps_scale)
+
+
+def _step_size(
+    fn: str, learning_rate: Any, relative_step: bool | None, relative_step_cap: Any
+) -> Any:
+    r"""The step size :func:`adafactor` scales by: the learning rate, the relative step
+    :math:`\rho_t`, or ``None`` (optax's unscaled step)."""
+    if relative_step and learning_rate is not None:
+        raise ValueError(
+            f"{fn}: relative_step=True computes its own step size, so learning_rate must be None, "
+            f"got {learning_rate!r}; pass relative_step=False (or leave it None) to use a "
+            "learning rate."
+        )
+    if relative_step is None:
+        relative_step = learning_rate is None
+    return _relative_step(relative_step_cap) if relative_step else learning_rate
+
+
+# ---- diagnostics views ----------------------------------------------------------------------
+
+
+@_piece.register_view(ScaleByFactoredRmsState)
+def _factored_view(state: ScaleByFactoredRmsState, grads: Any) -> _piece.View:
+    r"""The factored estimate :math:`\hat V_t` (or the full :math:`v_t`) of every leaf; the step
+    factor is :math:`\hat V_t^{-1/2}`."""
+
+    def leaf(g, v_row, v_col, v_full):
+        if isinstance(v_row, optax.MaskedNode):
+            return None
+        shape = jnp.shape(g)
+        axes = factored_axes_of(shape, v_full)
+        if axes is None:
+            return _piece.real(v_full)
+        row, col = inverse_rms_factors(_piece.real(v_row), _piece.real(v_col), axes)
+        return jnp.broadcast_to(row * col, shape) ** -2
+
+    v_hat = jax.tree.map(
+        leaf,
+        grads,
+        state.v_row,
+        state.v_col,
+        state.v,
+        is_leaf=lambda x: isinstance(x, optax.MaskedNode),
+    )
+    return _piece.View(v_hat, _piece.each(v_hat, lambda x: x**-0.5), False, None, v_hat)
+
+
+@_piece.register_view(ClipByBlockRmsState)
+def _clip_view(state: ClipByBlockRmsState, grads: Any) -> _piece.View:
+    """The clipping divisors: the largest (``adafactor/clip_factor``) and each leaf's."""
+    del grads
+    factors = jax.tree.leaves(state.clip_factor)
+    largest = jnp.max(jnp.stack(factors)) if factors else jnp.ones([], jnp.float32)
+    return _piece.View(
+        scalars={"adafactor/clip_factor": largest},
+        leaf_scalars={"adafactor/clip_factor": state.clip_factor},
+    )

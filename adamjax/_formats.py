@@ -53,8 +53,6 @@ from ``jax.random.key(seed)`` folded with the step count, the leaf's index and t
 run is deterministic and a restart from a checkpoint continues it exactly.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -65,7 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adamjax import moments
+from adamjax import _moments
+from adamjax import _validation as v
 
 MAPPINGS: tuple[str, ...] = ("dynamic", "linear")
 
@@ -198,7 +197,7 @@ class QuantizedArray(NamedTuple):
     A plain pytree of two arrays, which checkpoints with orbax like any state. The codes' dtype
     names the map (``uint8``: dynamic, ``int8``: linear) and the blocks follow from the shapes
     (:func:`block_layout`); whether the map is signed is the moment's: first moments are,
-    second moments are not. So :func:`load` decodes a leaf without the optimizer that wrote it,
+    second moments are not. So :func:`decode` decodes a leaf without the optimizer that wrote it,
     also after ``flax.nnx`` has turned it into a ``State`` of the two arrays.
 
     Attributes:
@@ -314,27 +313,11 @@ def dequantize(q: Any, signed: bool = True) -> jax.Array:
     return _from_blocks(_decode(codes, signed) * q.scale[..., None], q.shape)
 
 
-def load(x: Any, signed: bool) -> Any:
-    """A stored moment leaf as an array: decoded to float32 if quantized (``signed``: whether it
-    is a first moment) or bfloat16, else unchanged (the pieces cast other arrays to their
-    compute dtype themselves)."""
-    if is_quantized(x):
-        return dequantize(x, signed)
-    if getattr(x, "dtype", None) == jnp.bfloat16:
-        return widen_bf16(x)
-    return x
-
-
 def widen_bf16(x: jax.Array) -> jax.Array:
     """bfloat16 -> float32, exactly, as a 16-bit shift of the bits: XLA's CPU backend converts
     bfloat16 about 9x slower than this (1M entries: 1.6 ms against 0.17 ms, measured)."""
     bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
     return jax.lax.bitcast_convert_type(bits, jnp.float32)
-
-
-def load_tree(tree: Any, signed: bool) -> Any:
-    """:func:`load` of every leaf of a moment tree."""
-    return jax.tree.map(lambda x: load(x, signed), tree, is_leaf=is_quantized)
 
 
 # ---- stochastic rounding --------------------------------------------------------------------
@@ -448,7 +431,15 @@ class Cast(MomentFormat):
     dtype: Any = None
 
     def init(self, like: Any, *, signed: bool) -> Any:
-        dtype = moments.storage_dtype(_dtype_of(like), self.dtype, real=not signed)
+        param_dtype = _dtype_of(like)
+        complex_moment = self.dtype is not None and jnp.issubdtype(self.dtype, jnp.complexfloating)
+        if complex_moment and not jnp.issubdtype(param_dtype, jnp.complexfloating):
+            raise TypeError(
+                f"complex moment dtype {jnp.dtype(self.dtype)} for a real param of dtype "
+                f"{param_dtype}: a complex first moment would give complex updates; use a "
+                "real dtype for real params"
+            )
+        dtype = _moments.storage_dtype(param_dtype, self.dtype, real=not signed)
         return jnp.zeros_like(like, dtype=dtype)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
@@ -476,8 +467,6 @@ def q8(block_size: int = 256, mapping: str = "dynamic", min_size: int = 4096) ->
     Example:
       >>> tx = adamjax.adamw(1e-3, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8())
     """
-    from adamjax import _validation as v
-
     v.check_integer("q8", "block_size", block_size, minimum=1, array_ok=False)
     v.check_choice("q8", "mapping", mapping, MAPPINGS)
     v.check_integer("q8", "min_size", min_size, minimum=0, array_ok=False)
@@ -491,28 +480,11 @@ def stochastic_bf16(seed: int = 0) -> StochasticBF16:
       seed: an integer >= 0; the rounding of step ``t`` uses ``jax.random.key(seed)`` folded with
         ``t``, the leaf and the moment, so two runs with one seed are bitwise equal.
     """
-    from adamjax import _validation as v
-
     v.check_integer("stochastic_bf16", "seed", seed, minimum=0, array_ok=False)
     return StochasticBF16(int(seed))
 
 
-class Writer:
-    """Stores the moments of one update: ``store(slot, x, like, leaf)`` writes ``x`` the way
-    ``like`` (the leaf's previous value) is stored, in the format of ``slot`` (0: mu, 1: nu,
-    2: a running maximum), with the stochastic-rounding key of that step, leaf and slot."""
-
-    def __init__(self, count: jax.Array, *formats: Any):
-        self.count = count
-        self.formats = [format_of(f) for f in formats]
-
-    def store(self, slot: int, x: jax.Array, like: Any, leaf: int) -> Any:
-        fmt = self.formats[slot]
-        key = step_key(fmt.seed, self.count, leaf, slot) if fmt.needs_key else None
-        return fmt.store(x, like, key, signed=slot == 0)
-
-
-def presets() -> dict[str, dict[str, Any]]:
+def moment_presets() -> dict[str, dict[str, Any]]:
     """Named ``mu_dtype``/``nu_dtype`` pairs, the same format for both moments: ``float32`` (the
     params' dtype), ``bfloat16``, ``sr-bfloat16``, ``q8`` and ``q8-linear``. The examples'
     ``--moments`` flag and the benchmarks choose by these names."""
@@ -530,16 +502,110 @@ def format_of(requested: Any) -> MomentFormat:
     return requested if isinstance(requested, MomentFormat) else Cast(requested)
 
 
+# ---- the boundary: decode, per-leaf maths, encode --------------------------------------------
+
+
+def check_format(fn: str, name: str, value: Any, *, real: bool = False) -> None:
+    """Checks a ``mu_dtype`` (``real=False``) or ``nu_dtype`` (``real=True``): ``None``, a
+    floating dtype (complex too for a first moment, which must then belong to complex params),
+    or a :class:`MomentFormat` (``adamjax.q8()``, ``adamjax.stochastic_bf16()``)."""
+    if value is None or isinstance(value, MomentFormat):
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    valid = jnp.floating if real else jnp.inexact
+    if dtype is None or not jnp.issubdtype(dtype, valid):
+        kind = (
+            "a real floating-point dtype such as jnp.bfloat16"
+            if real
+            else "a floating-point dtype such as jnp.bfloat16 (complex for complex params)"
+        )
+        raise ValueError(
+            f"{fn}: {name} must be None, {kind}, adamjax.q8() or adamjax.stochastic_bf16(), "
+            f"got {value!r}"
+        )
+
+
+def decode(x: Any, signed: bool) -> jax.Array:
+    """A stored moment leaf as an array: decoded to float32 if quantized (``signed``: whether it
+    is a first moment), widened exactly if bfloat16, else unchanged."""
+    if is_quantized(x):
+        return dequantize(x, signed)
+    if getattr(x, "dtype", None) == jnp.bfloat16:
+        return widen_bf16(x)
+    return x
+
+
+class Stored(NamedTuple):
+    """One moment tree of a state, with how it is stored.
+
+    Attributes:
+      tree: the stored moments, one leaf per param (a :class:`QuantizedArray` counts as one).
+      format: the ``mu_dtype``/``nu_dtype`` argument it was built from.
+      signed: whether it is a first moment (signed 8-bit map) rather than a second moment or a
+        maximum of one (real, unsigned map).
+    """
+
+    tree: Any
+    format: Any
+    signed: bool
+
+
+def adam_stored(state: Any, mu_dtype: Any, nu_dtype: Any) -> list[Stored]:
+    """The :class:`Stored` list of a state with Adam's ``mu`` (first) and ``nu`` (second)."""
+    return [Stored(state.mu, mu_dtype, signed=True), Stored(state.nu, nu_dtype, signed=False)]
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return jnp.shape(as_quantized(x).codes if is_quantized(x) else x)
+
+
+def update_leaves(
+    fn: str, leaf: Any, updates: Any, stored: list[Stored], count: jax.Array
+) -> tuple[Any, list[Any]]:
+    """Runs a piece's per-leaf maths between decoding and encoding its moments.
+
+    For each leaf, the gradient and the decoded moments are cast to their compute dtype (the
+    widest of them, at least float32; second moments stay real), ``leaf(g, *moments)`` returns
+    the update and the new moments, and each new moment is encoded the way its previous value
+    is stored (stochastic rounding keyed by ``count``, the leaf's index and the moment's position
+    in ``stored``). The updates come back in the gradients' dtypes.
+
+    Returns:
+      ``(updates, new_trees)``, one new tree per entry of ``stored``.
+    """
+    v.check_tree_match(fn, updates, stored[0].tree, is_leaf=is_quantized, shape_of=_shape)
+    leaves, treedef = jax.tree.flatten(updates)
+    formats = [format_of(s.format) for s in stored]
+    columns = [treedef.flatten_up_to(s.tree) for s in stored]
+    out_updates, out_moments = [], [[] for _ in stored]
+    for i, (g, *olds) in enumerate(zip(leaves, *columns, strict=True)):
+        moments = [decode(old, s.signed) for old, s in zip(olds, stored, strict=True)]
+        dtype = _moments.compute_dtype(g.dtype, *(m.dtype for m in moments))
+        real = _moments.real_dtype(dtype)
+        moments = [m.astype(dtype if jnp.iscomplexobj(m) else real) for m in moments]
+        u, *new = leaf(g.astype(dtype), *moments)
+        out_updates.append(u.astype(g.dtype))
+        for slot, (x, old, f, s) in enumerate(zip(new, olds, formats, stored, strict=True)):
+            key = step_key(f.seed, count, i, slot) if f.needs_key else None
+            out_moments[slot].append(f.store(x, old, key, signed=s.signed))
+    return treedef.unflatten(out_updates), [treedef.unflatten(m) for m in out_moments]
+
+
 # ---- params ---------------------------------------------------------------------------------
 
 
 class StochasticRoundingState(NamedTuple):
-    """State of :func:`stochastic_rounding`: the int32 step ``count`` its keys fold in."""
+    """State of :func:`stochastic_rounding`: the int32 step ``rounding_count`` its keys fold in
+    (named so that ``optax.tree_utils.tree_get(state, "count")`` still finds the optimizer's
+    one count when this piece ends its chain)."""
 
-    count: jax.Array
+    rounding_count: jax.Array
 
 
-def stochastic_rounding(seed: int = 0) -> optax.GradientTransformation:
+def stochastic_rounding(seed: int = 0) -> optax.GradientTransformationExtraArgs:
     r"""Makes ``optax.apply_updates`` round bfloat16 params stochastically; last in a chain.
 
     For every bfloat16 param :math:`p` with update :math:`u`, it returns the float32 update
@@ -558,8 +624,6 @@ def stochastic_rounding(seed: int = 0) -> optax.GradientTransformation:
       >>> updates, state = tx.update(grads, state, params)  # params are required
       >>> params = optax.apply_updates(params, updates)
     """
-    from adamjax import _validation as v
-
     fn = "stochastic_rounding"
     v.check_integer(fn, "seed", seed, minimum=0, array_ok=False)
 
@@ -567,11 +631,12 @@ def stochastic_rounding(seed: int = 0) -> optax.GradientTransformation:
         del params
         return StochasticRoundingState(jnp.zeros([], jnp.int32))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
         if params is None:
             raise ValueError(f"{fn}: update() needs params, to round p + u; pass params=")
         v.check_tree_match(fn, updates, params, what="params")
-        count = optax.safe_increment(state.count)
+        count = optax.safe_increment(state.rounding_count)
 
         def leaf(u, p, i):
             if u is None or jnp.dtype(p.dtype) != jnp.bfloat16:
@@ -585,4 +650,4 @@ def stochastic_rounding(seed: int = 0) -> optax.GradientTransformation:
         out = [leaf(u, p, i) for i, (u, p) in enumerate(zip(leaves, params_leaves, strict=True))]
         return treedef.unflatten(out), StochasticRoundingState(count)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

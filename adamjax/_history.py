@@ -4,8 +4,6 @@
 matplotlib is imported only inside :meth:`History.plot`.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any

@@ -1,0 +1,300 @@
+r"""The moment maths of the Adam family, written once.
+
+Notation, for step :math:`t \ge 1` and gradient :math:`g_t`:
+
+.. math::
+
+    m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+    v_t = \beta_2 v_{t-1} + (1 - \beta_2) |g_t|^2,
+
+    \hat m_t = m_t / c_{1,t}, \qquad \hat v_t = v_t / c_{2,t}, \qquad
+    c_{k,t} = 1 - \textstyle\prod_{i \le t} \beta_{k,i}.
+
+Two kinds of function live here. The *step* functions (:func:`decay_step`, :func:`moment_step`)
+run once at the top of an ``update_fn`` and compute the step's scalars: decay rates, bias
+corrections and their reciprocals, the placed eps. The *leaf* functions (:func:`ema`,
+:func:`corrected`, :func:`precondition`, ...) are the per-leaf maths; they take arrays in the
+compute dtype (see :func:`compute_dtype`) and the step's scalars.
+
+Dtypes: arithmetic runs in at least float32, so bfloat16/float16 states stay usable (the
+storage formats in :mod:`adamjax._formats` decode and encode at the boundary).
+"""
+
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+EpsMode = Literal["paper", "hat"]
+EPS_MODES: tuple[str, ...] = ("paper", "hat")
+
+MaxOf = Literal["raw", "corrected"]
+MAX_OF: tuple[str, ...] = ("raw", "corrected")
+
+
+# ---- dtypes ---------------------------------------------------------------------------------
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype arithmetic runs in: the widest input dtype, and at least float32.
+
+    ``compute_dtype(jnp.bfloat16)`` is float32, ``compute_dtype(jnp.complex64)`` is complex64 and,
+    with x64 enabled, ``compute_dtype(jnp.float64)`` is float64.
+    """
+    return jnp.result_type(jnp.float32, *dtypes)
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real counterpart of ``dtype`` (complex64 -> float32); real dtypes map to themselves."""
+    return jnp.finfo(dtype).dtype
+
+
+def storage_dtype(param_dtype: Any, requested: Any | None, *, real: bool) -> jnp.dtype:
+    """The dtype a moment of a parameter with ``param_dtype`` is stored in.
+
+    ``requested`` is the user's ``mu_dtype``/``nu_dtype`` (``None`` follows the parameter). A real
+    moment (``real``: second moments hold :math:`|g|^2`) takes the real counterpart; a complex
+    parameter's first moment takes the smallest complex dtype that holds ``requested`` (bfloat16
+    and float16 widen to complex64, and a complex ``requested`` is used as it is), so no
+    imaginary part is lost.
+    """
+    param_dtype = jnp.dtype(param_dtype)
+    base = param_dtype if requested is None else jnp.dtype(requested)
+    if real:
+        return real_dtype(base)
+    if jnp.issubdtype(param_dtype, jnp.complexfloating):
+        return jnp.promote_types(base, jnp.complex64)
+    return base
+
+
+def as_scalar(x: Any, dtype: Any) -> Any:
+    """``x`` ready to multiply an array of real ``dtype``: an array is cast to it, a Python
+    number stays weakly typed (as in optax, so float32 updates are not promoted)."""
+    return x.astype(dtype) if isinstance(x, jax.Array) else x
+
+
+# ---- the step's scalars ---------------------------------------------------------------------
+
+
+def is_scheduled(decay: Any) -> bool:
+    """Whether a decay rate (``b1``, ``b2``) is a schedule: a callable of the step count."""
+    return callable(decay)
+
+
+def rate_at(decay: Any, count: jax.Array) -> Any:
+    """The decay rate of the update that follows ``count`` earlier updates: a constant unchanged,
+    a schedule called with ``count`` (0-based, like optax's learning-rate schedules)."""
+    return decay(count) if is_scheduled(decay) else decay
+
+
+class Decay(NamedTuple):
+    r"""A decay rate at step :math:`t`, with its bias correction.
+
+    Attributes:
+      rate: :math:`\beta_t`: the constant itself (a number or array, unchanged) or the
+        schedule's value.
+      correction: :math:`c_t = 1 - \prod_{i \le t}\beta_i`, a scalar array.
+      inverse: :math:`1 / c_t`: the estimate :math:`m_t / c_t` is taken as a multiply by it (a
+        divide per element is measurably slower on CPU, and XLA makes the rewrite only in some
+        programs).
+    """
+
+    rate: Any
+    correction: jax.Array
+    inverse: jax.Array
+
+
+def decay_step(decay: Any, count: jax.Array, previous: jax.Array) -> Decay:
+    r"""The :class:`Decay` of step :math:`t` = ``count + 1``.
+
+    Args:
+      decay: a constant :math:`\beta` or a schedule, called with ``count``, so
+        :math:`\beta_t = \text{schedule}(t - 1)` (optax's convention for learning rates).
+      count: the number of updates applied before this one.
+      previous: :math:`c_{t-1}` as the state keeps it (0 before the first update); its dtype is
+        the dtype of the step's scalars. A constant needs only its dtype:
+        :math:`c_t = 1 - \beta^t`. For a schedule, :math:`c_t = (1 - \beta_t) + \beta_t c_{t-1}`,
+        which equals :math:`1 - \prod_{i \le t}\beta_i` and, unlike ``1 - product``, loses no
+        digits to cancellation when :math:`\beta` is close to 1.
+    """
+    dtype = previous.dtype
+    t = optax.safe_increment(count)
+    if is_scheduled(decay):
+        rate = jnp.asarray(decay(count), dtype)
+        correction = (1 - rate) + rate * previous
+    else:
+        # The power is taken in the scalars' dtype (at least float32), never in a half-precision
+        # storage dtype, where beta**t would round to 1 and the correction would be 0.
+        rate, correction = decay, 1 - jnp.asarray(decay, dtype) ** t
+    return Decay(rate, correction, 1 / correction)
+
+
+class StepScalars(NamedTuple):
+    r"""The scalars with which the latest update turned its stored moments into estimates.
+
+    States keep them (0-d, real, in the params' scalar dtype): the next step reads a scheduled
+    decay's running correction from them, and diagnostics rebuild :math:`\hat m`, :math:`\hat v`
+    and the denominator from the stored moments without knowing the hyperparameters (schedules,
+    ``optax.inject_hyperparams`` values and ``eps_mode`` are resolved in them).
+
+    Attributes:
+      m_correction: :math:`c_{1,t}`, so :math:`\hat m_t = m_t / c_{1,t}` (0 before the first
+        update).
+      v_correction: :math:`c_{2,t}`, so :math:`\hat v_t = v_t / c_{2,t}` (1 for a statistic that
+        needs no correction, such as Adamax's infinity norm).
+      eps: :math:`\epsilon_t`, placed in the paper form (see :func:`place_eps`).
+      eps_root: :math:`\epsilon_{root,t}`, likewise.
+      max_correction: for a running maximum of the second moment, the divisor that turns the
+        stored maximum into the :math:`\hat v` the update used: :math:`c_{2,t}` for a maximum of
+        the raw :math:`v`, 1 for a maximum of :math:`\hat v`. ``None`` without a maximum.
+    """
+
+    m_correction: jax.Array
+    v_correction: jax.Array
+    eps: jax.Array
+    eps_root: jax.Array
+    max_correction: jax.Array | None = None
+
+    @classmethod
+    def initial(cls, dtype: Any, *, with_max: bool = False) -> "StepScalars":
+        """The scalars a state holds before its first update: every field 0 (:math:`c_0 = 0`)."""
+        # A new array per field: a state donated to jit must not hold one buffer twice.
+        zeros = [jnp.zeros([], dtype) for _ in range(4 + with_max)]
+        return cls(*zeros) if with_max else cls(*zeros, None)
+
+    @classmethod
+    def of(cls, dtype: Any, **scalars: Any) -> "StepScalars":
+        """The scalars given by keyword, each cast to the real ``dtype``."""
+        return cls(**{k: None if x is None else _real_scalar(x, dtype) for k, x in scalars.items()})
+
+
+def _real_scalar(x: Any, dtype: Any) -> jax.Array:
+    return jnp.real(jnp.asarray(x)).astype(dtype)
+
+
+def place_eps(eps: Any, eps_root: Any, b2: Decay, eps_mode: str) -> tuple[Any, Any]:
+    r"""``(eps_t, eps_root_t)`` placed in the form the update divides by,
+    :math:`\sqrt{\hat v_t + \epsilon_{root,t}} + \epsilon_t`.
+
+    * ``"paper"`` (Adam paper Algorithm 1; torch.optim, optax): ``eps`` and ``eps_root`` as given.
+    * ``"hat"`` (the :math:`\hat\epsilon` form of the Adam paper §2; Keras, TensorFlow): the
+      update is :math:`\sqrt{c_{2,t}}/c_{1,t} \cdot m_t / (\sqrt{v_t + \epsilon_{root}} +
+      \epsilon)`, which is the paper form with :math:`\epsilon_t = \epsilon / \sqrt{c_{2,t}}` and
+      :math:`\epsilon_{root,t} = \epsilon_{root} / c_{2,t}`. Early steps (small :math:`c_{2,t}`)
+      with small gradients are damped more than in the paper form.
+    """
+    if eps_mode == "paper":
+        return eps, eps_root
+    dtype = b2.correction.dtype
+    eps, eps_root = as_scalar(eps, dtype), as_scalar(eps_root, dtype)
+    return eps / jnp.sqrt(b2.correction), eps_root / b2.correction
+
+
+class MomentStep(NamedTuple):
+    """The scalars of one Adam-family update, computed once at the top of ``update_fn``.
+
+    Attributes:
+      count: :math:`t`, int32.
+      b1: the first moment's :class:`Decay`.
+      b2: the second moment's :class:`Decay`.
+      eps: :math:`\\epsilon_t`, placed by :func:`place_eps`.
+      eps_root: :math:`\\epsilon_{root,t}`, likewise.
+      ahead: for the Nesterov estimate, the :class:`Decay` of ``b1`` at :math:`t + 1`; else
+        ``None``.
+    """
+
+    count: jax.Array
+    b1: Decay
+    b2: Decay
+    eps: Any
+    eps_root: Any
+    ahead: Decay | None = None
+
+    def record(self, dtype: Any, **extra: Any) -> "StepScalars":
+        """The :class:`StepScalars` the state keeps (``extra``: ``max_correction``)."""
+        return StepScalars.of(
+            dtype,
+            m_correction=self.b1.correction,
+            v_correction=self.b2.correction,
+            eps=self.eps,
+            eps_root=self.eps_root,
+            **extra,
+        )
+
+
+def moment_step(
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+    eps_mode: str,
+    count: jax.Array,
+    last: StepScalars,
+    *,
+    nesterov: bool = False,
+) -> MomentStep:
+    """The :class:`MomentStep` of the update that follows ``count`` updates whose latest scalars
+    are ``last`` (the state's ``last_step``)."""
+    d1 = decay_step(b1, count, last.m_correction)
+    d2 = decay_step(b2, count, last.v_correction)
+    ahead = decay_step(b1, optax.safe_increment(count), d1.correction) if nesterov else None
+    eps_t, eps_root_t = place_eps(eps, eps_root, d2, eps_mode)
+    return MomentStep(optax.safe_increment(count), d1, d2, eps_t, eps_root_t, ahead)
+
+
+# ---- per-leaf maths -------------------------------------------------------------------------
+
+
+def ema(new: jax.Array, moment: jax.Array, decay: Any) -> jax.Array:
+    r"""Exponential moving average :math:`(1 - \beta)\, x + \beta\, \mu` (the order optax uses)."""
+    decay = as_scalar(decay, real_dtype(moment.dtype))
+    return (1 - decay) * new + decay * moment
+
+
+def squared_magnitude(g: jax.Array) -> jax.Array:
+    """:math:`|g|^2`, which is real for complex ``g`` (as in optax)."""
+    if jnp.iscomplexobj(g):
+        return jnp.real(g) ** 2 + jnp.imag(g) ** 2
+    return g * g
+
+
+def corrected(x: jax.Array, decay: Decay) -> jax.Array:
+    """The bias-corrected estimate ``x / c_t``, as ``x`` times the step's reciprocal."""
+    return x * decay.inverse.astype(real_dtype(x.dtype))
+
+
+def nesterov_estimate(m: jax.Array, g: jax.Array, b1: Decay, ahead: Decay) -> jax.Array:
+    r"""Dozat's Nesterov first-moment estimate, looking one step ahead:
+
+    .. math::
+
+        \bar m_t = \frac{\mu_{t+1}\, m_t}{1 - \prod_{i \le t+1}\mu_i}
+                  + \frac{(1 - \mu_t)\, g_t}{1 - \prod_{i \le t}\mu_i}.
+
+    With a constant :math:`\mu_t = \beta_1` this is ``optax.scale_by_adam(nesterov=True)``; with
+    Dozat's momentum schedule it is ``torch.optim.NAdam``.
+    """
+    dtype = real_dtype(m.dtype)
+    mu_t, mu_next = as_scalar(b1.rate, dtype), as_scalar(ahead.rate, dtype)
+    return corrected(mu_next * m, ahead) + corrected((1 - mu_t) * g, b1)
+
+
+def precondition(m_hat: jax.Array, v_hat: jax.Array, eps: Any, eps_root: Any) -> jax.Array:
+    r"""The Adam direction :math:`\hat m / (\sqrt{\hat v + \epsilon_{root}} + \epsilon)`."""
+    dtype = real_dtype(v_hat.dtype)
+    return m_hat / (jnp.sqrt(v_hat + as_scalar(eps_root, dtype)) + as_scalar(eps, dtype))
+
+
+def inverse_denominator(v_hat: jax.Array, scalars: StepScalars) -> jax.Array:
+    r""":math:`1/(\sqrt{\hat v + \epsilon_{root,t}} + \epsilon_t)`, the factor by which Adam's
+    update multiplies :math:`\hat m` (read by diagnostics from a state's ``last_step``)."""
+    return precondition(jnp.ones([], v_hat.dtype), v_hat, scalars.eps, scalars.eps_root)
+
+
+def infinity_norm(g: jax.Array, u: jax.Array, b2: Any, eps_in_max: Any) -> jax.Array:
+    r"""Adamax's exponentially weighted infinity norm
+    :math:`u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon_{max})` (Adam paper §7.1, where
+    :math:`\epsilon_{max} = 0`; ``torch.optim.Adamax`` adds its eps inside the max)."""
+    dtype = real_dtype(u.dtype)
+    return jnp.maximum(as_scalar(b2, dtype) * u, jnp.abs(g).astype(dtype) + eps_in_max)
