@@ -645,7 +645,9 @@ def adafactor(
         pieces.append(_momentum(momentum, dtype_momentum))
     if weight_decay_rate is not None:
         pieces.append(
-            _scaling.decayed_weights(fn, weight_decay_rate, weight_decay_mask, "weight_decay_mask")
+            _scaling.decayed_weights(
+                fn, weight_decay_rate, weight_decay_mask, "weight_decay_mask", checked=True
+            )
         )
     pieces.append(optax.scale(-1.0))
     return optax.chain(*pieces)
@@ -670,8 +672,7 @@ def _check_adafactor_options(
         v.check_unit_interval(fn, "momentum", momentum)
         v.check_float_dtype(fn, "dtype_momentum", dtype_momentum)
     if weight_decay_rate is not None:
-        # Checked here to name it weight_decay_rate; _scaling.decayed_weights would call it
-        # weight_decay.
+        # Checked here, once, to name it weight_decay_rate (decayed_weights gets checked=True).
         v.check_non_negative(fn, "weight_decay_rate", weight_decay_rate, schedule_ok=True)
     if relative_step is not None and not isinstance(relative_step, (bool, np.bool_)):
         raise TypeError(f"{fn}: relative_step must be None, True or False, got {relative_step!r}")
