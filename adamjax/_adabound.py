@@ -311,7 +311,7 @@ def _check_options(
     v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
     v.check_non_negative(fn, "final_lr", final_lr)
     # gamma only sets how fast the bounds close (1 / (gamma t + 1)): 1.0 in float32 is harmless.
-    v.check_unit_interval(fn, "gamma", gamma, float32=False)
+    v.check_unit_interval(fn, "gamma", gamma, exact=False)
     v.check_bool(fn, "amsbound", amsbound)
     if callable(learning_rate):
         # The bounds scale with schedule(t) / schedule(0), which a schedule starting at 0 leaves
@@ -354,7 +354,7 @@ def _adabound_moments(
     )  # fmt: skip
 
     def init_fn(params: optax.Params) -> ScaleByAdaBoundState:
-        _piece.check_params(fn, params, mu_dtype)
+        _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
         return _init_state(params, learning_rate, amsbound, mu_dtype, nu_dtype)
 
     def update_fn(updates, state, params=None, **extra_args):

@@ -112,13 +112,16 @@ def _zeros_without_axis(like: Any, axis: int, dtype: Any) -> jax.Array:
     return jnp.sum(jnp.zeros_like(like, dtype=jnp.uint8), axis=axis, dtype=jnp.uint8).astype(dtype)
 
 
-def _check_structure(fn: str, updates: Any, state_tree: Any) -> None:
-    """Checks tree structure only: state leaves do not have the shapes of the updates here."""
+def _check_structure(fn: str, updates: Any, state_tree: Any, params: Any = None) -> None:
+    """Checks tree structure and the updates' dtypes (complex ones against ``params`` if given,
+    as the real statistics cannot tell a complex param), not shapes: state leaves do not have
+    the shapes of the updates here."""
 
     def scalar(_: Any) -> jax.ShapeDtypeStruct:
         return jax.ShapeDtypeStruct((), jnp.float32)
 
     v.check_tree_match(fn, jax.tree.map(scalar, updates), jax.tree.map(scalar, state_tree))
+    v.check_update_dtypes(fn, updates, params)
 
 
 def factored_axes_of(shape: tuple[int, ...], v: jax.Array) -> tuple[int, int] | None:
@@ -379,8 +382,8 @@ def _factored_rms(
         return ScaleByFactoredRmsState(jnp.zeros([], jnp.int32), v_row, v_col, nu)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _check_structure(fn, updates, state.v)
+        del extra_args
+        _check_structure(fn, updates, state.v, params)
         _check_state_shapes(fn, updates, state, factoring)
         leaves, treedef = jax.tree.flatten(updates)
         stats = [treedef.flatten_up_to(x) for x in (state.v_row, state.v_col, state.v)]

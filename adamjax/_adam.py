@@ -206,7 +206,7 @@ def adam_moments(
         )
 
     def init_fn(params: optax.Params) -> ScaleByAdamState | ScaleByAmsgradState:
-        _piece.check_params(fn, params, mu_dtype)
+        _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
         mu = _piece.zeros_moment(params, mu_dtype, real=False)
         nu = _piece.zeros_moment(params, nu_dtype, real=True)
         last = mo.StepScalars.initial(_piece.scalar_dtype(params), with_max=max_of is not None)

@@ -32,10 +32,11 @@ class ScaleByAdamaxState(NamedTuple):
     last_step: mo.StepScalars
 
 
-def _direction(m_hat: jax.Array, u: jax.Array, eps: Any) -> jax.Array:
+def _direction(m_hat: jax.Array, u: jax.Array, eps: Any, guard: bool = False) -> jax.Array:
     r"""Adamax's direction :math:`\hat m_t / (u_t + \epsilon)` (``eps`` is 0 when it sits inside
-    the max, see :func:`~adamjax._moments.infinity_norm`)."""
-    return m_hat / (u + mo.as_scalar(eps, u.dtype))
+    the max, see :func:`~adamjax._moments.infinity_norm`); ``guard``: 0 where :math:`u_t = 0`,
+    which needs the user's eps to be 0 (:func:`~adamjax._moments.divide_or_zero`)."""
+    return mo.divide_or_zero(m_hat, u + mo.as_scalar(eps, u.dtype), guard)
 
 
 def scale_by_adamax(
@@ -98,9 +99,10 @@ def _adamax_moments(
     )
     v.check_choice(fn, "eps_mode", eps_mode, ADAMAX_EPS_MODES)
     eps_in_max, eps_outside = (eps, 0.0) if eps_mode == "max" else (0.0, eps)
+    guard = mo.is_static_zero(eps)
 
     def init_fn(params: optax.Params) -> ScaleByAdamaxState:
-        _piece.check_params(fn, params, mu_dtype)
+        _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
         return ScaleByAdamaxState(
             count=jnp.zeros([], jnp.int32),
             mu=_piece.zeros_moment(params, mu_dtype, real=False),
@@ -116,7 +118,7 @@ def _adamax_moments(
         def leaf(g, m, u):
             # The first moment is Adam's; the second moment is replaced by the infinity norm.
             m, u = mo.ema(g, m, d1.rate), mo.infinity_norm(g, u, b2_t, eps_in_max)
-            return _direction(mo.corrected(m, d1), u, eps_outside), m, u
+            return _direction(mo.corrected(m, d1), u, eps_outside, guard), m, u
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         count = optax.safe_increment(state.count)

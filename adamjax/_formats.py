@@ -335,6 +335,10 @@ def stochastic_round_bf16(x: jax.Array, key: jax.Array) -> jax.Array:
     return jnp.where(jnp.isnan(x), x, y).astype(jnp.bfloat16)
 
 
+#: The largest seed: jax.random.key keeps 32 bits without x64, so 2**32 would be seed 0.
+SEED_MAX = 2**32 - 1
+
+
 def step_key(seed: int, count: jax.Array, leaf: int, slot: int) -> jax.Array:
     """The key of one leaf's moment at one step: ``seed``, then the step count, the leaf's index
     in the tree and the moment's slot (0 for mu, 1 for nu, 2 for a running maximum)."""
@@ -480,7 +484,7 @@ def stochastic_bf16(seed: int = 0) -> StochasticBF16:
       seed: an integer >= 0; the rounding of step ``t`` uses ``jax.random.key(seed)`` folded with
         ``t``, the leaf and the moment, so two runs with one seed are bitwise equal.
     """
-    v.check_integer("stochastic_bf16", "seed", seed, minimum=0, array_ok=False)
+    v.check_integer("stochastic_bf16", "seed", seed, minimum=0, maximum=SEED_MAX, array_ok=False)
     return StochasticBF16(int(seed))
 
 
@@ -511,20 +515,11 @@ def check_format(fn: str, name: str, value: Any, *, real: bool = False) -> None:
     or a :class:`MomentFormat` (``adamjax.q8()``, ``adamjax.stochastic_bf16()``)."""
     if value is None or isinstance(value, MomentFormat):
         return
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        dtype = None
-    valid = jnp.floating if real else jnp.inexact
-    if dtype is None or not jnp.issubdtype(dtype, valid):
-        kind = (
-            "a real floating-point dtype such as jnp.bfloat16"
-            if real
-            else "a floating-point dtype such as jnp.bfloat16 (complex for complex params)"
-        )
+    if v.storage_dtype_or_none(value, complex_ok=not real) is None:
+        complex_note = "" if real else " (complex64, complex128 for complex params)"
         raise ValueError(
-            f"{fn}: {name} must be None, {kind}, adamjax.q8() or adamjax.stochastic_bf16(), "
-            f"got {value!r}"
+            f"{fn}: {name} must be None, one of bfloat16, float16, float32, float64"
+            f"{complex_note}, adamjax.q8() or adamjax.stochastic_bf16(), got {value!r}"
         )
 
 
@@ -577,6 +572,7 @@ def update_leaves(
       ``(updates, new_trees)``, one new tree per entry of ``stored``.
     """
     v.check_tree_match(fn, updates, stored[0].tree, is_leaf=is_quantized, shape_of=_shape)
+    v.check_update_dtypes(fn, updates, stored[0].tree, is_leaf=is_quantized)
     leaves, treedef = jax.tree.flatten(updates)
     formats = [format_of(s.format) for s in stored]
     columns = [treedef.flatten_up_to(s.tree) for s in stored]
@@ -625,7 +621,7 @@ def stochastic_rounding(seed: int = 0) -> optax.GradientTransformationExtraArgs:
       >>> params = optax.apply_updates(params, updates)
     """
     fn = "stochastic_rounding"
-    v.check_integer(fn, "seed", seed, minimum=0, array_ok=False)
+    v.check_integer(fn, "seed", seed, minimum=0, maximum=SEED_MAX, array_ok=False)
 
     def init_fn(params: optax.Params) -> StochasticRoundingState:
         del params

@@ -24,6 +24,7 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 EpsMode = Literal["paper", "hat"]
@@ -187,8 +188,12 @@ def place_eps(eps: Any, eps_root: Any, b2: Decay, eps_mode: str) -> tuple[Any, A
     if eps_mode == "paper":
         return eps, eps_root
     dtype = b2.correction.dtype
-    eps, eps_root = as_scalar(eps, dtype), as_scalar(eps_root, dtype)
-    return eps / jnp.sqrt(b2.correction), eps_root / b2.correction
+    # A zero known while tracing stays a Python 0, so that precondition() can see it.
+    if not is_static_zero(eps):
+        eps = as_scalar(eps, dtype) / jnp.sqrt(b2.correction)
+    if not is_static_zero(eps_root):
+        eps_root = as_scalar(eps_root, dtype) / b2.correction
+    return eps, eps_root
 
 
 class MomentStep(NamedTuple):
@@ -281,9 +286,37 @@ def nesterov_estimate(m: jax.Array, g: jax.Array, b1: Decay, ahead: Decay) -> ja
 
 
 def precondition(m_hat: jax.Array, v_hat: jax.Array, eps: Any, eps_root: Any) -> jax.Array:
-    r"""The Adam direction :math:`\hat m / (\sqrt{\hat v + \epsilon_{root}} + \epsilon)`."""
+    r"""The Adam direction :math:`\hat m / (\sqrt{\hat v + \epsilon_{root}} + \epsilon)`.
+
+    With ``eps`` and ``eps_root`` both zero Python or NumPy numbers, an entry whose denominator is 0
+    (no gradient yet, or one whose square underflows) gets 0, not 0/0 = NaN or m/0 = inf; see
+    :func:`divide_or_zero`.
+    """
     dtype = real_dtype(v_hat.dtype)
-    return m_hat / (jnp.sqrt(v_hat + as_scalar(eps_root, dtype)) + as_scalar(eps, dtype))
+    denominator = jnp.sqrt(v_hat + as_scalar(eps_root, dtype)) + as_scalar(eps, dtype)
+    return divide_or_zero(m_hat, denominator, is_static_zero(eps) and is_static_zero(eps_root))
+
+
+def is_static_zero(x: Any) -> bool:
+    """Whether ``x`` is a zero known while tracing: a Python or NumPy number (or 0-d NumPy
+    array). jax arrays are not: a value derived from the state is concrete when run eagerly
+    and traced under ``jit``, and the two must compute the same thing."""
+    return isinstance(x, (int, float, np.number, np.ndarray)) and np.ndim(x) == 0 and x == 0
+
+
+def divide_or_zero(numerator: jax.Array, denominator: jax.Array, guard: bool) -> jax.Array:
+    r"""``numerator / denominator``, and with ``guard`` 0 where the denominator is 0.
+
+    The guard is for ``eps = 0``, which torch and optax allow: there a zero gradient gives
+    0/0 = NaN, invisible to ``optax.apply_if_finite`` (the gradients are finite). The limit
+    :math:`\epsilon \to 0` of the update of a zero-gradient entry is 0. Without a static zero
+    eps the denominator is positive and the guard would cost a select per entry for nothing.
+    """
+    if not guard:
+        return numerator / denominator
+    zero = denominator == 0
+    # The inner where keeps the discarded branch finite, so gradients through it stay finite.
+    return jnp.where(zero, 0, numerator / jnp.where(zero, 1, denominator))
 
 
 def inverse_denominator(v_hat: jax.Array, scalars: StepScalars) -> jax.Array:

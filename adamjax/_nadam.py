@@ -125,7 +125,7 @@ def _nadam_moments(
     v.check_non_negative(fn, "momentum_decay", momentum_decay)
 
     def init_fn(params: optax.Params) -> ScaleByNadamState:
-        _piece.check_params(fn, params, mu_dtype)
+        _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
         dtype = _piece.scalar_dtype(params)
         return ScaleByNadamState(
             count=jnp.zeros([], jnp.int32),

@@ -31,11 +31,13 @@ def check_moment_options(
     _formats.check_format(fn, "nu_dtype", nu_dtype, real=True)
 
 
-def check_params(fn: str, params: Any, mu_dtype: Any) -> None:
+def check_params(fn: str, params: Any, mu_dtype: Any, **decays: Any) -> None:
     """Checks the params at ``init`` (floating or complex leaves, see
-    :func:`~adamjax._validation.check_params`) and that a complex ``mu_dtype`` meets complex
-    params only: a complex first moment of a real param would make its updates complex."""
+    :func:`~adamjax._validation.check_params`), that a complex ``mu_dtype`` meets complex
+    params only (a complex first moment of a real param would make its updates complex) and,
+    with x64 on, the ``decays`` (``b1=..., b2=...``) in the params' scalar dtype."""
     v.check_params(fn, params)
+    v.check_decays_at_init(fn, scalar_dtype(params), **decays)
     if isinstance(mu_dtype, _formats.MomentFormat) or mu_dtype is None:
         return
     if not jnp.issubdtype(mu_dtype, jnp.complexfloating):

@@ -140,15 +140,12 @@ def _radam_moments(
             f"{fn}: b2 must be a constant, got the schedule {b2!r}; RAdam's rectification term "
             "is derived for a constant b2."
         )
-    v.check_non_negative(fn, "threshold", threshold)
-    if isinstance(threshold, (int, float)) and threshold < 4:
-        raise ValueError(
-            f"{fn}: threshold must be a finite number in [4, inf), got {threshold!r}; the "
-            "rectification term is undefined for rho_t <= 4."
-        )
+    v.check_range(
+        fn, "threshold", threshold, low=4.0, why="the rectification term is undefined below 4"
+    )
 
     def init_fn(params: optax.Params) -> ScaleByRadamState:
-        _piece.check_params(fn, params, mu_dtype)
+        _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
         dtype = _piece.scalar_dtype(params)
         return ScaleByRadamState(
             count=jnp.zeros([], jnp.int32),

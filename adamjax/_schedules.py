@@ -39,7 +39,7 @@ def beta1_decay(b1: float, rate: float, steps_per_epoch: int = 1) -> optax.Sched
     fn = "beta1_decay"
     v.check_unit_interval(fn, "b1", b1)
     v.check_non_negative(fn, "rate", rate)
-    v.check_integer(fn, "steps_per_epoch", steps_per_epoch, minimum=1, array_ok=False)
+    v.check_integer(fn, "steps_per_epoch", steps_per_epoch, minimum=1, array_ok=True)
 
     def schedule(count: jax.Array) -> jax.Array:
         return b1 / (1 + rate * _epoch(count, steps_per_epoch))
@@ -70,7 +70,7 @@ def beta1_cyclic(b1: float, period: float, steps_per_epoch: int = 1) -> optax.Sc
     fn = "beta1_cyclic"
     v.check_unit_interval(fn, "b1", b1)
     v.check_positive(fn, "period", period)
-    v.check_integer(fn, "steps_per_epoch", steps_per_epoch, minimum=1, array_ok=False)
+    v.check_integer(fn, "steps_per_epoch", steps_per_epoch, minimum=1, array_ok=True)
 
     def schedule(count: jax.Array) -> jax.Array:
         return b1 * (1 + jnp.sin(math.pi * _epoch(count, steps_per_epoch) / period)) / 2

@@ -464,7 +464,7 @@ def _keep_stored(new: Any, old: Any, frozen: list[jax.Array]) -> Any:
 
 def _init(fn: str, o: _Options, params: optax.Params) -> ScaleBySwatsState:
     """The state before the first update: zero moments, the Adam phase, no switch."""
-    _piece.check_params(fn, params, o.mu_dtype)
+    _piece.check_params(fn, params, o.mu_dtype, b1=o.b1, b2=o.b2)
     dtype = _piece.scalar_dtype(params)
 
     def fields(value: Any, field_dtype: Any) -> Any:

@@ -6,6 +6,7 @@ jax arrays, tracers (``optax.inject_hyperparams``) and schedules pass through un
 their values are not known when the transformation is built.
 """
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,68 +16,186 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _is_concrete_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
+def build_dtype() -> np.dtype:
+    """The precision a concrete hyperparameter is checked in when the optimizer is built: float32,
+    which the optimizer computes in, or float64 with ``jax_enable_x64`` on, when float64 params
+    compute in float64 (float32 params are checked again at ``init``, see
+    :func:`check_decays_at_init`)."""
+    return np.dtype(np.float64 if jax.config.jax_enable_x64 else np.float32)
 
 
-def _check_number(fn: str, name: str, value: Any, *, schedule_ok: bool) -> bool:
-    """Returns True when ``value`` is a concrete number to range-check; raises on wrong types."""
-    if _is_concrete_number(value):
-        return True
-    if isinstance(value, (jax.Array, np.ndarray)) or (schedule_ok and callable(value)):
-        return False
-    kinds = "a number, a jax array or a schedule" if schedule_ok else "a number or a jax array"
+def _int_dtype() -> np.dtype:
+    return np.dtype(np.int64 if jax.config.jax_enable_x64 else np.int32)
+
+
+def _check_schedule(fn: str, name: str, value: Any) -> None:
+    """A schedule must be a function of the step count: not a class (``jnp.float32`` is one) and
+    not a callable that cannot take one positional argument."""
+    try:
+        inspect.signature(value).bind(0)
+        takes_step = not isinstance(value, type)
+    except TypeError:
+        takes_step = False
+    except ValueError:  # no signature to read (some builtins): let it be called
+        takes_step = not isinstance(value, type)
+    if not takes_step:
+        raise TypeError(
+            f"{fn}: {name} must be a number, a 0-d array or a schedule (a function of the step "
+            f"count), got {value!r}, which cannot be called with one step count"
+        )
+
+
+def concrete_value(fn: str, name: str, value: Any, *, schedule_ok: bool) -> float | None:
+    """The number to range-check in a scalar hyperparameter, or ``None`` when it is not known
+    yet (a traced array, or a schedule when ``schedule_ok``).
+
+    Accepts Python and NumPy real numbers, 0-d NumPy arrays and 0-d jax arrays of a real dtype.
+    Raises ``TypeError`` for anything else (bool, complex, str, None, dtypes, classes, wrong
+    callables) and ``ValueError`` for an array that is not 0-d: a hyperparameter of another
+    shape would broadcast against every leaf and change the state's shapes.
+    """
+    kinds = "a number, a 0-d array or a schedule" if schedule_ok else "a number or a 0-d array"
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        dtype = np.dtype(value.dtype)
+        if dtype == np.bool_ or not np.issubdtype(dtype, np.number) or np.iscomplexobj(value):
+            raise TypeError(f"{fn}: {name} must be {kinds} of a real dtype, got dtype {dtype}")
+        if np.ndim(value) != 0:
+            raise ValueError(
+                f"{fn}: {name} must be a scalar, got an array of shape {np.shape(value)}; for "
+                "values that differ between parameters, use optax.multi_transform"
+            )
+        if isinstance(value, jax.core.Tracer):
+            return None
+        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # jax passes a Python int to a computation as an int32 (int64 with x64): a larger one
+        # would fail there, far from here.
+        limit = np.iinfo(_int_dtype()).max
+        if abs(value) > limit:
+            raise ValueError(
+                f"{fn}: {name} must be a number jax can pass on, got the integer {value}, beyond "
+                f"{_int_dtype().name} (|x| <= {limit}); pass it as a float"
+            )
+        return float(value)
+    if isinstance(value, float):
+        return value
+    if schedule_ok and callable(value):
+        _check_schedule(fn, name, value)
+        return None
     raise TypeError(f"{fn}: {name} must be {kinds}, got {value!r} of type {type(value).__name__}")
 
 
+def _rounded(value: float, dtype: Any) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.asarray(value, dtype))
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def _precision_note(value: float, dtype: np.dtype) -> str:
+    return (
+        f", which is {_rounded(value, dtype)!r} in {dtype}, the precision the optimizer computes in"
+    )
+
+
 def check_unit_interval(
-    fn: str, name: str, value: Any, *, schedule_ok: bool = False, float32: bool = True
+    fn: str,
+    name: str,
+    value: Any,
+    *,
+    schedule_ok: bool = False,
+    exact: bool = True,
+    dtype: Any = None,
 ) -> None:
-    """Checks a decay rate such as ``b1``/``b2`` lies in [0, 1), and with ``float32`` also once
-    rounded to float32 (the optimizer computes in float32, where 1 - 1e-9 is 1.0 and a bias
-    correction 1 - b**t would be 0)."""
-    if not _check_number(fn, name, value, schedule_ok=schedule_ok):
+    """Checks a decay rate such as ``b1``/``b2`` lies in [0, 1), and with ``exact`` also once
+    rounded to ``dtype`` (default :func:`build_dtype`): in float32, 1 - 1e-9 is 1.0 and a bias
+    correction 1 - b**t would be 0."""
+    x = concrete_value(fn, name, value, schedule_ok=schedule_ok)
+    if x is None:
         return
-    if not 0.0 <= value < 1.0:
+    if not 0.0 <= x < 1.0:
         raise ValueError(f"{fn}: {name} must be in [0, 1), got {value!r}")
-    if float32 and np.float32(value) >= 1.0:
+    dtype = np.dtype(dtype or build_dtype())
+    if exact and _rounded(x, dtype) >= 1.0:
         raise ValueError(
-            f"{fn}: {name} must be in [0, 1), got {value!r}, which is 1.0 in float32, the "
-            f"precision the optimizer computes in; the largest float32 below 1 is "
-            f"{float(np.nextafter(np.float32(1), np.float32(0)))!r}"
+            f"{fn}: {name} must be in [0, 1), got {value!r}{_precision_note(x, dtype)}; the "
+            f"largest {dtype} below 1 is {float(np.nextafter(dtype.type(1), dtype.type(0)))!r}"
         )
+
+
+def check_range(
+    fn: str,
+    name: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    open_low: bool = False,
+    schedule_ok: bool = False,
+    why: str = "",
+) -> None:
+    """Checks ``value`` is a number in [low, high] (``(low, high]`` with ``open_low``) that is
+    finite once rounded to the precision the optimizer computes in (NaN and inf are rejected);
+    ``why`` is appended to the message."""
+    x = concrete_value(fn, name, value, schedule_ok=schedule_ok)
+    if x is None:
+        return
+    dtype = build_dtype()
+    rounded = _rounded(x, dtype)
+
+    def inside(y: float) -> bool:
+        return math.isfinite(y) and (low < y if open_low else low <= y) and y <= high
+
+    if inside(x) and inside(rounded):
+        return
+    left = "(" if open_low else "["
+    if math.isfinite(low) and math.isfinite(high):
+        interval = f"in {left}{_number(low)}, {_number(high)}]"
+    elif math.isfinite(low):
+        interval = f"a finite number in {left}{_number(low)}, inf)"
+    else:
+        interval = "a finite number"
+    note = _precision_note(x, dtype) if inside(x) else ""
+    raise ValueError(f"{fn}: {name} must be {interval}, got {value!r}{note}{why and '; ' + why}")
 
 
 def check_non_negative(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
     """Checks ``value`` is a finite number in [0, inf) (NaN and inf are rejected)."""
-    if _check_number(fn, name, value, schedule_ok=schedule_ok) and not (
-        math.isfinite(value) and value >= 0.0
-    ):
-        raise ValueError(f"{fn}: {name} must be a finite number in [0, inf), got {value!r}")
+    check_range(fn, name, value, low=0.0, schedule_ok=schedule_ok)
 
 
 def check_finite(fn: str, name: str, value: Any, *, schedule_ok: bool = False) -> None:
     """Checks ``value`` is a finite number (any sign; NaN and inf are rejected)."""
-    if _check_number(fn, name, value, schedule_ok=schedule_ok) and not math.isfinite(value):
-        raise ValueError(f"{fn}: {name} must be a finite number, got {value!r}")
+    check_range(fn, name, value, schedule_ok=schedule_ok)
 
 
 def check_positive(fn: str, name: str, value: Any, *, at_most_one: bool = False) -> None:
     """Checks a concrete number lies in (0, inf), or in (0, 1] with ``at_most_one``."""
-    if not _check_number(fn, name, value, schedule_ok=False):
-        return
-    upper = 1.0 if at_most_one else float("inf")
-    if not (np.isfinite(value) and 0.0 < value <= upper):
-        interval = "in (0, 1]" if at_most_one else "a finite number in (0, inf)"
-        raise ValueError(f"{fn}: {name} must be {interval}, got {value!r}")
+    check_range(fn, name, value, low=0.0, open_low=True, high=1.0 if at_most_one else math.inf)
 
 
-def check_integer(fn: str, name: str, value: Any, *, minimum: int, array_ok: bool) -> None:
-    """Checks ``value`` is a Python/NumPy integer >= ``minimum`` (jax arrays pass if allowed)."""
+def check_integer(
+    fn: str, name: str, value: Any, *, minimum: int, array_ok: bool, maximum: int | None = None
+) -> None:
+    """Checks ``value`` is an integer in [minimum, maximum] (default: the largest int32, int64
+    with x64): a Python or NumPy integer or a 0-d NumPy integer array (concrete jax arrays too,
+    and traced ones unchecked, if ``array_ok``)."""
     if array_ok and isinstance(value, jax.Array):
-        return
+        if np.ndim(value) != 0 or not jnp.issubdtype(value.dtype, jnp.integer):
+            raise TypeError(
+                f"{fn}: {name} must be a 0-d integer array, got shape {np.shape(value)} and dtype "
+                f"{value.dtype}"
+            )
+        if isinstance(value, jax.core.Tracer):
+            return
+        value = int(value)
+    integer_array = (
+        isinstance(value, np.ndarray) and value.ndim == 0 and np.issubdtype(value.dtype, np.integer)
+    )
+    if integer_array:
+        value = int(value)
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
         hint = ""
         if isinstance(value, jax.Array):
@@ -89,8 +208,20 @@ def check_integer(fn: str, name: str, value: Any, *, minimum: int, array_ok: boo
             f"{fn}: {name} must be an integer >= {minimum}, got {value!r} of type "
             f"{type(value).__name__}{hint}"
         )
-    if value < minimum:
-        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value!r}")
+    maximum = np.iinfo(_int_dtype()).max if maximum is None else maximum
+    if value < minimum or value > maximum:
+        valid = f">= {minimum}" if value < minimum else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{fn}: {name} must be an integer {valid}, got {value!r}")
+
+
+def check_decays_at_init(fn: str, dtype: Any, **decays: Any) -> None:
+    """With ``jax_enable_x64`` on, checks concrete decay rates again in ``dtype``, the params'
+    scalar dtype, once ``init`` knows it: float32 params compute in float32 even then, where a
+    rate such as ``1 - 1e-12`` is 1.0 (without x64 the construction check was in float32)."""
+    if not jax.config.jax_enable_x64:
+        return
+    for name, value in decays.items():
+        check_unit_interval(fn, name, value, schedule_ok=True, dtype=dtype)
 
 
 def check_choice(fn: str, name: str, value: Any, choices: Sequence[str]) -> None:
@@ -106,18 +237,31 @@ def check_bool(fn: str, name: str, value: Any) -> None:
         raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
 
 
+#: The dtypes a moment can be stored in; narrower formats (float8, float4) have too few digits
+#: for a running average and no arithmetic on most backends.
+STORAGE_DTYPES = tuple(np.dtype(d) for d in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64))
+COMPLEX_STORAGE_DTYPES = (np.dtype(np.complex64), np.dtype(np.complex128))
+
+
+def storage_dtype_or_none(value: Any, *, complex_ok: bool) -> np.dtype | None:
+    """``value`` as a moment storage dtype, or ``None`` if it is not one."""
+    if isinstance(value, (str, type, np.dtype)) or hasattr(value, "dtype"):
+        try:
+            dtype = np.dtype(jnp.dtype(value))
+        except TypeError:
+            return None
+        valid = STORAGE_DTYPES + (COMPLEX_STORAGE_DTYPES if complex_ok else ())
+        return dtype if dtype in valid else None
+    return None
+
+
 def check_float_dtype(fn: str, name: str, value: Any) -> None:
-    """Checks ``value`` is ``None`` or a real floating-point dtype."""
-    if value is None:
-        return
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        dtype = None
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+    """Checks ``value`` is ``None`` or a real floating-point storage dtype (bfloat16, float16,
+    float32, float64)."""
+    if value is not None and storage_dtype_or_none(value, complex_ok=False) is None:
         raise ValueError(
-            f"{fn}: {name} must be None or a real floating-point dtype such as jnp.float32 or "
-            f"jnp.bfloat16, got {value!r}"
+            f"{fn}: {name} must be None or one of jnp.bfloat16, jnp.float16, jnp.float32, "
+            f"jnp.float64, got {value!r}"
         )
 
 
@@ -173,6 +317,35 @@ def check_tree_match(
             raise ValueError(
                 f"{fn}: the update at {jax.tree_util.keystr(path) or '<root>'} has shape "
                 f"{jnp.shape(u)} but the {what} there has shape {shape_of(r)}."
+            )
+
+
+def check_update_dtypes(
+    fn: str, updates: Any, reference: Any = None, *, is_leaf: Callable[[Any], bool] | None = None
+) -> None:
+    """Checks every update leaf can carry its param's update, naming the first that cannot.
+
+    An integer gradient would truncate the step to 0 and a boolean one move the params by 1 per
+    step, so both are rejected. A complex gradient needs a complex ``reference`` leaf (the first
+    moment, which is complex exactly for complex params, or the params themselves): for a real
+    param its imaginary part would be dropped. Without ``reference`` only the first rule applies.
+    Call it after :func:`check_tree_match` (it pairs leaves in order).
+    """
+    paths = jax.tree_util.tree_flatten_with_path(updates)[0]
+    refs = [None] * len(paths) if reference is None else jax.tree.leaves(reference, is_leaf=is_leaf)
+    for (path, u), ref in zip(paths, refs, strict=True):
+        dtype, where = jnp.result_type(u), jax.tree_util.keystr(path) or "<root>"
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{fn}: the update at {where} has dtype {dtype}; gradients must be floating-point "
+                "(an integer one would truncate the step, a boolean one move by 1). Cast it, or "
+                "leave that leaf out of the optimizer (optax.masked, nnx.Optimizer(wrt=...))."
+            )
+        if jnp.iscomplexobj(u) and ref is not None and not jnp.iscomplexobj(ref):
+            raise TypeError(
+                f"{fn}: the update at {where} is complex ({dtype}) but the param it updates is "
+                "real; its imaginary part would be lost. Pass jnp.real of it, or make the param "
+                "complex."
             )
 
 

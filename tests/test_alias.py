@@ -74,6 +74,11 @@ REFERENCE_CASES = {
         lambda: adamjax.adam(LR, b1=0.8, b2=0.99, eps=1e-4, amsgrad=True, eps_mode="hat"),
         dict(lr=lambda k: LR, b1=0.8, b2=0.99, eps=1e-4, amsgrad=True, eps_mode="hat"),
     ),
+    # eps_root goes under the root with the raw v (so divided by 1 - b2^t in the paper form).
+    "adam_eps_hat_with_eps_root": (
+        lambda: adamjax.adam(LR, b1=0.8, b2=0.99, eps=1e-4, eps_root=1e-3, eps_mode="hat"),
+        dict(lr=lambda k: LR, b1=0.8, b2=0.99, eps=1e-4, eps_root=1e-3, eps_mode="hat"),
+    ),
     "adamw_torch_scaling_with_schedule": (
         lambda: adamjax.adamw(EXP_DECAY, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1),
         dict(lr=values_of(EXP_DECAY), b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1),

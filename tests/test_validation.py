@@ -103,30 +103,40 @@ BAD_INPUT = [
         adamjax.adam,
         dict(mu_dtype=jnp.int32),
         ValueError,
-        "adam: mu_dtype must be None, a floating-point dtype such as jnp.bfloat16",
+        "adam: mu_dtype must be None, one of bfloat16, float16, float32, float64 (complex64",
     ),
     (
         adamjax.adamw,
         dict(nu_dtype="int8"),
         ValueError,
-        "adamw: nu_dtype must be None, a real floating-point dtype such as jnp.bfloat16",
+        "adamw: nu_dtype must be None, one of bfloat16, float16, float32, float64, adamjax.q8()",
     ),
     (
         adamjax.adam,
         dict(nu_dtype=jnp.complex64),
         ValueError,
-        "adam: nu_dtype must be None, a real floating-point dtype such as jnp.bfloat16",
+        "adam: nu_dtype must be None, one of bfloat16, float16, float32, float64, adamjax.q8()",
     ),
     (
         adamjax.adam,
         dict(mu_dtype="bfloat61"),
         ValueError,
-        "adam: mu_dtype must be None, a floating-point dtype such as jnp.bfloat16",
+        "adam: mu_dtype must be None, one of bfloat16, float16, float32, float64 (complex64",
     ),
     (adamjax.adam, dict(nesterov="yes"), TypeError, "adam: nesterov must be True or False"),
     (adamjax.adam, dict(amsgrad=1), TypeError, "adam: amsgrad must be True or False"),
-    (adamjax.adam, dict(b1="0.9"), TypeError, "adam: b1 must be a number, a jax array or a sch"),
-    (adamjax.adam, dict(b1=True), TypeError, "adam: b1 must be a number, a jax array or a sch"),
+    (
+        adamjax.adam,
+        dict(b1="0.9"),
+        TypeError,
+        "adam: b1 must be a number, a 0-d array or a schedule",
+    ),
+    (
+        adamjax.adam,
+        dict(b1=True),
+        TypeError,
+        "adam: b1 must be a number, a 0-d array or a schedule",
+    ),
     # The rest of the family and the momentum schedules.
     (adamjax.nadam, dict(b2=1.0), ValueError, "nadam: b2 must be in [0, 1), got 1.0"),
     (
@@ -429,9 +439,9 @@ def test_boundary_values_are_accepted():
         tx.update({"w": jnp.full(3, 0.5)}, tx.init(params), params)
 
 
-def test_arrays_and_schedules_pass_unchecked():
-    """Values unknown at construction (arrays, schedules, tracers) are not range-checked."""
-    adamjax.adam(jnp.asarray(-1.0), b1=jnp.asarray(2.0))
+def test_traced_values_and_schedules_pass_unchecked():
+    """Values unknown at construction (schedules, tracers) are not range-checked; concrete 0-d
+    arrays are (test_sweep.py)."""
     adamjax.adamw(optax.linear_schedule(1e-3, 0.0, 10), weight_decay=lambda count: 1e-4)
     params = {"w": jnp.ones(2)}
 
@@ -541,3 +551,28 @@ def test_a_prefix_mask_is_accepted_and_decays_only_the_marked_leaves(name):
     updates, _ = masked.update(grads, masked.init(PARAMS), PARAMS)
     # Zero gradients: decay alone moves a leaf, so only "w" moves.
     assert jnp.all(updates["w"] < 0) and jnp.all(updates["b"]["c"] == 0)
+
+
+def test_decay_rates_are_checked_in_the_precision_the_params_compute_in():
+    """Without x64 the optimizer computes in float32, so b2 = 1 - 1e-12 (1.0 there) fails when
+    it is built. With x64 it is valid for float64 params and fails at init for float32 ones,
+    whose scalars are float32 even then."""
+    with pytest.raises(
+        ValueError,
+        match=re.escape("adam: b2 must be in [0, 1), got 0.999999999999, which is 1.0 in float32"),
+    ):
+        adamjax.adam(1e-3, b2=1 - 1e-12)
+    with jax.enable_x64(True):
+        tx = adamjax.adam(1e-3, b2=1 - 1e-12)
+        params64 = {"w": jnp.ones(3, jnp.float64)}
+        updates, _ = tx.update({"w": jnp.full(3, 0.5, jnp.float64)}, tx.init(params64))
+        np.testing.assert_allclose(updates["w"], -1e-3, rtol=1e-6)
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "adam: b2 must be in [0, 1), got 0.999999999999, which is 1.0 in float32"
+            ),
+        ):
+            tx.init({"w": jnp.ones(3, jnp.float32)})
+        # A value fine in float32 is fine for float32 params under x64 too.
+        adamjax.adam(1e-3, b2=0.999).init({"w": jnp.ones(3, jnp.float32)})

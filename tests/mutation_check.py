@@ -1,0 +1,206 @@
+"""A scripted mutation check: does the test suite catch deliberate bugs?
+
+Each mutant replaces one exact piece of adamjax's source (it must occur exactly once) in a
+scratch copy of the repository, then runs the tests that should catch it. A mutant is *caught*
+when those tests fail, *survives* when they pass. The script prints one line per mutant and
+exits 1 if any survives or no longer applies (the source it names has changed: update it).
+
+Usage (from the repository root; about 10 minutes on 2 cores)::
+
+    python tests/mutation_check.py            # every mutant
+    python tests/mutation_check.py ema q8     # the mutants whose names contain these words
+
+This is a script, not a CI job: the result is recorded in docs/reliability.md.
+"""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str  # relative to adamjax/
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest node ids or files, relative to the repository root
+    keyword: str = ""  # a pytest -k expression narrowing the tests, if any
+
+
+ALIAS = "tests/test_alias.py"
+MOMENTS = "tests/test_moments.py"
+CODECS = "tests/test_codecs.py"
+OBSERVE = "tests/test_observe.py"
+SWEEP = "tests/test_validation_sweep.py"
+
+MUTANTS = [
+    # ---- the moment maths (adamjax/_moments.py) ----
+    Mutant(
+        "ema_weights_swapped", "_moments.py",
+        "return (1 - decay) * new + decay * moment",
+        "return decay * new + (1 - decay) * moment",
+        (MOMENTS, ALIAS), "reference or ema",
+    ),
+    Mutant(
+        "bias_correction_power_off_by_one", "_moments.py",
+        "rate, correction = decay, 1 - jnp.asarray(decay, dtype) ** t",
+        "rate, correction = decay, 1 - jnp.asarray(decay, dtype) ** count",
+        (ALIAS,), "reference",
+    ),
+    Mutant(
+        "scheduled_correction_drops_rate", "_moments.py",
+        "correction = (1 - rate) + rate * previous",
+        "correction = (1 - rate) + previous",
+        (ALIAS, MOMENTS), "schedule",
+    ),
+    Mutant(
+        "corrected_multiplies_by_correction", "_moments.py",
+        "return x * decay.inverse.astype(real_dtype(x.dtype))",
+        "return x * decay.correction.astype(real_dtype(x.dtype))",
+        (MOMENTS, ALIAS), "reference",
+    ),
+    Mutant(
+        "squared_magnitude_abs", "_moments.py",
+        "    return g * g\n",
+        "    return jnp.abs(g)\n",
+        (MOMENTS, ALIAS), "reference",
+    ),
+    Mutant(
+        "eps_inside_the_root", "_moments.py",
+        "denominator = jnp.sqrt(v_hat + as_scalar(eps_root, dtype)) + as_scalar(eps, dtype)",
+        "denominator = jnp.sqrt(v_hat + as_scalar(eps_root, dtype) + as_scalar(eps, dtype))",
+        (ALIAS,), "reference",
+    ),
+    Mutant(
+        "hat_eps_root_not_divided_by_correction", "_moments.py",
+        "eps_root = as_scalar(eps_root, dtype) / b2.correction",
+        "eps_root = as_scalar(eps_root, dtype)",
+        (ALIAS, MOMENTS, "tests/test_transform.py", "tests/test_golden.py"),
+    ),
+    Mutant(
+        "hat_eps_divided_by_correction_not_its_root", "_moments.py",
+        "eps = as_scalar(eps, dtype) / jnp.sqrt(b2.correction)",
+        "eps = as_scalar(eps, dtype) / b2.correction",
+        (ALIAS,), "reference",
+    ),
+    Mutant(
+        "nesterov_look_ahead_uses_this_step", "_moments.py",
+        "return corrected(mu_next * m, ahead) + corrected((1 - mu_t) * g, b1)",
+        "return corrected(mu_next * m, b1) + corrected((1 - mu_t) * g, b1)",
+        (ALIAS,), "nesterov or nadam",
+    ),
+    Mutant(
+        "infinity_norm_without_decay", "_moments.py",
+        "return jnp.maximum(as_scalar(b2, dtype) * u, jnp.abs(g).astype(dtype) + eps_in_max)",
+        "return jnp.maximum(u, jnp.abs(g).astype(dtype) + eps_in_max)",
+        (ALIAS,), "adamax",
+    ),
+    Mutant(
+        "eps_zero_guard_removed", "_moments.py",
+        "    if not guard:\n        return numerator / denominator\n",
+        "    if True:\n        return numerator / denominator\n",
+        (SWEEP,), "eps_zero",
+    ),
+    Mutant(
+        "amsgrad_minimum", "_adam.py",
+        "new_max = jnp.maximum(nu_max[0], nu)",
+        "new_max = jnp.minimum(nu_max[0], nu)",
+        (ALIAS,), "amsgrad",
+    ),
+    # ---- validation (adamjax/_validation.py) ----
+    Mutant(
+        "non_scalar_hyperparameters_pass", "_validation.py",
+        "        if np.ndim(value) != 0:\n            raise ValueError(",
+        "        if np.ndim(value) > 5:\n            raise ValueError(",
+        (SWEEP,), "test_hyperparameter",
+    ),
+    Mutant(
+        "float32_overflow_not_checked", "_validation.py",
+        "    if inside(x) and inside(rounded):",
+        "    if inside(x):",
+        (SWEEP,), "test_hyperparameter",
+    ),
+    Mutant(
+        "complex_gradients_for_real_params_pass", "_validation.py",
+        "if jnp.iscomplexobj(u) and ref is not None and not jnp.iscomplexobj(ref):",
+        "if False:",
+        (SWEEP,), "gradient_dtype",
+    ),
+    # ---- storage formats (adamjax/_formats.py) ----
+    Mutant(
+        "stochastic_rounding_keys_collide_across_slots", "_formats.py",
+        "return jax.random.fold_in(key, leaf * 4 + slot)",
+        "return jax.random.fold_in(key, leaf + slot)",
+        (CODECS,),
+    ),
+]  # fmt: skip
+
+
+def _copy_repository(dest: Path) -> None:
+    for name in ("adamjax", "tests", "examples", "pyproject.toml"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+
+
+def _env(scratch: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(scratch)}
+
+
+def _check_imports_the_copy(scratch: Path) -> None:
+    """An installed adamjax (pip install -e .) must not shadow the mutated copy."""
+    command = [sys.executable, "-c", "import adamjax; print(adamjax.__file__)"]
+    found = subprocess.run(command, cwd=scratch, env=_env(scratch), capture_output=True, text=True)
+    if not found.stdout.strip().startswith(str(scratch)):
+        raise SystemExit(f"the tests would import {found.stdout.strip()}, not the scratch copy")
+
+
+def run(mutant: Mutant, scratch: Path) -> str:
+    """Applies ``mutant`` in ``scratch`` (a copy of the repository), runs its tests, restores
+    the file, and returns ``"caught"``, ``"SURVIVED"`` or ``"DOES NOT APPLY"``."""
+    path = scratch / "adamjax" / mutant.file
+    source = path.read_text()
+    if source.count(mutant.old) != 1:
+        return "DOES NOT APPLY"
+    path.write_text(source.replace(mutant.old, mutant.new))
+    try:
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+        command += [*mutant.tests] + (["-k", mutant.keyword] if mutant.keyword else [])
+        result = subprocess.run(command, cwd=scratch, env=_env(scratch), capture_output=True)
+    finally:
+        path.write_text(source)
+    # 1: tests failed (caught); 5: no test selected, which would make the mutant look caught.
+    if result.returncode == 5:
+        return "NO TESTS SELECTED"
+    return "caught" if result.returncode != 0 else "SURVIVED"
+
+
+def main(words: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not words or any(w in m.name for w in words)]
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        _copy_repository(scratch)
+        _check_imports_the_copy(scratch)
+        outcomes = {}
+        for mutant in chosen:
+            start = time.perf_counter()
+            outcomes[mutant.name] = run(mutant, scratch)
+            seconds = time.perf_counter() - start
+            print(f"{outcomes[mutant.name]:>17}  {mutant.name}  ({seconds:.0f} s)", flush=True)
+    caught = sum(o == "caught" for o in outcomes.values())
+    print(f"\n{caught} of {len(outcomes)} mutants caught")
+    return 0 if caught == len(outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
