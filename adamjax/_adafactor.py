@@ -414,7 +414,8 @@ def clip_by_block_rms(threshold: float | jax.Array = 1.0) -> optax.GradientTrans
 
     per leaf ("block"). This is ``optax.clip_by_block_rms``, except that the divisor of the latest
     step is kept in :attr:`ClipByBlockRmsState.clip_factor` (one scalar per leaf) so diagnostics
-    can report how often and how hard Adafactor clips.
+    can report how often and how hard Adafactor clips, and that a 0-size leaf (no entries, so no
+    RMS) is left as it is with a divisor of 1, where optax's RMS is 0/0 = NaN.
 
     Args:
       threshold: :math:`d`, a finite number > 0 (the paper uses 1).
@@ -453,6 +454,9 @@ def _clip_by_block_rms(
         _check_structure(fn, updates, state.clip_factor)
 
         def leaf(u, factor):
+            if not u.size:
+                # The RMS of no entries would be 0/0 = NaN; there is nothing to clip.
+                return u, jnp.ones_like(factor)
             u_c = u.astype(mo.compute_dtype(u.dtype))
             rms = jnp.sqrt(jnp.mean(mo.squared_magnitude(u_c)))
             divisor = jnp.maximum(1, rms / threshold)
@@ -578,7 +582,8 @@ def adafactor(
     ``None`` to follow the params). One difference from optax: with momentum, the updates keep
     the params' dtype (optax returns them in ``dtype_momentum``, so float32 for bfloat16 params;
     ``optax.apply_updates`` then rounds the sum once instead of twice, a half-ulp difference in
-    the param). With ``optax.inject_hyperparams``, pass
+    the param). A 0-size leaf gets an empty update and a clipping factor of 1, and leaves the
+    other leaves' updates exactly as they are without it. With ``optax.inject_hyperparams``, pass
     ``static_args=("min_dim_size_to_factor", "dtype_momentum")``: the first decides the state's
     shapes and the second is not a number.
 

@@ -21,9 +21,10 @@ For the gradients :math:`g` passed to ``update``, the updates :math:`u` it retur
 * ``grad_norm``: :math:`\lVert g\rVert_2 = (\sum_i |g_i|^2)^{1/2}`; ``update_norm``:
   :math:`\lVert u\rVert_2`; ``param_norm``: :math:`\lVert\theta\rVert_2` (NaN when ``update`` got
   no params).
-* ``update_param_ratio``: ``update_norm / param_norm`` (IEEE division: ``inf`` for zero params).
-* ``nonfinite_grad_fraction``: the fraction of gradient entries that are NaN or infinite (a
-  complex entry counts when either part is).
+* ``update_param_ratio``: ``update_norm / param_norm`` (IEEE division: ``inf`` for zero params),
+  except that 0/0 (zero updates of zero params, e.g. an empty tree) is 0.
+* ``nonfinite_grad_fraction``: the fraction of gradient entries that are NaN, ``+inf`` or
+  ``-inf`` (a complex entry counts when either part is).
 
 For the Adam-family states found in the inner state (every adamjax moment piece, AdaBound, SWATS
 and Adafactor's factored statistics), pooled over all their entries. With :math:`c_1, c_2` the
@@ -46,7 +47,9 @@ maximum, corrected as its ``max_of`` convention requires; Adamax: the infinity n
 * ``effective_lr/histogram`` (with ``histogram_bins``): the fraction of entries in each of
   ``histogram_bins`` log-spaced bins between ``histogram_range`` (entries below the range count in
   the first bin, above it in the last, NaN in none); bin :math:`k` holds
-  :math:`e_k \le \eta < e_{k+1}`, with the edges :math:`e` in ``effective_lr/histogram_edges``.
+  :math:`e_k \le \eta < e_{k+1}`, so a value on an inner edge falls in the bin above it, with the
+  edges :math:`e` in ``effective_lr/histogram_edges`` (``histogram_bins + 1`` values, the first and
+  last exactly ``histogram_range``).
 * ``m_hat/mean_abs``: :math:`\operatorname{mean}|\hat m_i|`; ``v_hat/mean``:
   :math:`\operatorname{mean}\hat v_i`.
 * ``amsgrad/active_fraction``: the fraction of entries where the running maximum is strictly
@@ -68,6 +71,25 @@ With ``per_leaf=True`` every metric that is defined per leaf is repeated for eac
 (for example ``leaf/layers/0/kernel/grad_norm``).
 
 Reductions run in the compute dtype (at least float32).
+
+Edge cases
+----------
+
+* **No entries** (an empty params tree, or only 0-size leaves): the keys are the same as for any
+  other tree. Norms are 0, ``update_param_ratio`` is 0, every fraction
+  (``nonfinite_grad_fraction``, ``amsgrad/active_fraction``, the AdaBound clipped fractions,
+  ``swats/phase`` and the histogram's bins) is 0, and a mean, minimum or maximum over entries
+  (``effective_lr/*``, ``preconditioner/*``, ``m_hat/mean_abs``, ``v_hat/mean``) is NaN: there is
+  no value to report. A 0-size leaf adds nothing to the global metrics; with ``per_leaf`` its
+  own metrics follow the same rule.
+* **optax.MultiSteps**: the metrics describe the latest update that was really applied. With
+  ``optax.MultiSteps(with_diagnostics(tx), k)``, MultiSteps keeps the wrapper's state on
+  accumulation steps; with ``with_diagnostics(multi_steps.gradient_transformation())`` the
+  wrapper keeps its metrics (and ``step``) on every step where no ``MultiSteps`` in the state
+  advanced its ``gradient_step`` (accumulation steps and skipped steps). Before the first real
+  update the metrics are the zeros of ``init``. The two nestings report the same metrics except
+  the gradient ones: outside, ``grad_norm`` and ``nonfinite_grad_fraction`` are of the
+  accumulated gradient; inside, of the micro-batch gradient of the step that applied the update.
 """
 
 import math
@@ -88,7 +110,8 @@ class DiagnosticsState(NamedTuple):
     """State of :func:`with_diagnostics`.
 
     Attributes:
-      diagnostics_count: int32 scalar, the number of updates applied so far (named so that
+      diagnostics_count: int32 scalar, the number of updates applied so far (steps on which
+        an ``optax.MultiSteps`` inside only accumulated do not count; named so that
         ``optax.tree_utils.tree_get(state, "count")`` finds the wrapped optimizer's count).
       inner_state: the wrapped transformation's state.
       metrics: ``dict[str, jax.Array]``, the latest step's metrics (zeros before the first
@@ -128,32 +151,41 @@ def _find_views(node: Any, lr: Any, found: list[tuple[Any, Any]]) -> None:
 
 
 class _Pool:
-    """Accumulates sums, extrema and counts of metrics under one key prefix."""
+    """Accumulates sums, extrema and counts of metrics under one key prefix.
+
+    A metric over no entries at all (an empty tree, or only 0-size leaves) keeps its key, with
+    a defined value: ``if_empty`` for a mean (0 for fractions and histograms, NaN for the other
+    means) and NaN for a minimum or maximum.
+    """
 
     def __init__(self) -> None:
-        self.sums: dict[str, list[tuple[jax.Array, int]]] = {}
+        self.sums: dict[str, list[tuple[Any, int]]] = {}
+        self.if_empty: dict[str, Any] = {}
         self.mins: dict[str, list[jax.Array]] = {}
         self.maxs: dict[str, list[jax.Array]] = {}
         self.values: dict[str, jax.Array] = {}
 
-    def add_mean(self, key: str, total: jax.Array, count: int) -> None:
+    def add_mean(self, key: str, total: Any, count: int, *, if_empty: Any = math.nan) -> None:
         self.sums.setdefault(key, []).append((total, count))
+        self.if_empty[key] = if_empty
 
-    def add_extrema(self, key: str, low: jax.Array, high: jax.Array) -> None:
-        self.mins.setdefault(key, []).append(low)
-        self.maxs.setdefault(key, []).append(high)
+    def add_extrema(self, key: str, *low_high: jax.Array) -> None:
+        """Adds ``(low, high)``; without them only declares the key (a leaf without entries)."""
+        self.mins.setdefault(key, []).extend(low_high[:1])
+        self.maxs.setdefault(key, []).extend(low_high[1:])
 
     def result(self) -> dict[str, jax.Array]:
         out = dict(self.values)
         for key, parts in self.sums.items():
-            total = sum(p[0] for p in parts[1:]) + parts[0][0]
-            # An empty tree has no entries; its mean is reported as NaN, not a division error.
-            count = sum(p[1] for p in parts)
-            out[key] = total / count if count else total * jnp.nan
-        for key, parts in self.mins.items():
-            out[key + "/min"] = jnp.min(jnp.stack(parts))
-        for key, parts in self.maxs.items():
-            out[key + "/max"] = jnp.max(jnp.stack(parts))
+            nonempty = [p for p in parts if p[1]]
+            if not nonempty:
+                out[key] = jnp.asarray(self.if_empty[key])
+                continue
+            total = sum((p[0] for p in nonempty[1:]), nonempty[0][0])
+            out[key] = total / sum(p[1] for p in nonempty)
+        for suffix, reduce, extrema in (("/min", jnp.min, self.mins), ("/max", jnp.max, self.maxs)):
+            for key, parts in extrema.items():
+                out[key + suffix] = reduce(jnp.stack(parts)) if parts else jnp.asarray(jnp.nan)
         return out
 
 
@@ -238,6 +270,12 @@ def with_diagnostics(
     ``optax.inject_hyperparams``, else from the ``learning_rate`` argument here. A piece whose
     learning rate is found nowhere is reported under ``preconditioner/*``.
 
+    Empty trees and 0-size leaves are allowed (norms and fractions 0, means and extrema NaN). For
+    gradient accumulation, wrap either side of ``optax.MultiSteps``: either way the metrics keep
+    the last applied update's values on accumulation steps (see "Edge cases" in the module
+    docstring). An ``optax.MultiSteps`` object itself is not a transformation: pass
+    ``multi_steps.gradient_transformation()``.
+
     Args:
       tx: any optax ``GradientTransformation``.
       per_leaf: also report the per-leaf metrics of every leaf, keyed ``leaf/<path>/<metric>``.
@@ -251,12 +289,22 @@ def with_diagnostics(
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state :class:`DiagnosticsState`.
 
+    Raises:
+      TypeError: if ``tx`` is not a transformation (for an ``optax.MultiSteps``, the message
+        says to pass its ``gradient_transformation()``).
+
     Example:
       >>> tx = adamjax.with_diagnostics(adamjax.adamw(1e-3))
       >>> updates, state = tx.update(grads, tx.init(params), params)
       >>> adamjax.diagnostics(state)["effective_lr/mean"]
     """
     fn = "with_diagnostics"
+    if isinstance(tx, optax.MultiSteps):
+        raise TypeError(
+            f"{fn}: tx must be an optax.GradientTransformation, got the optax.MultiSteps object "
+            f"{tx!r}; pass multi_steps.gradient_transformation() instead, or wrap the inner "
+            "optimizer: optax.MultiSteps(adamjax.with_diagnostics(tx), every_k_schedule)"
+        )
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"{fn}: tx must be an optax.GradientTransformation, got {tx!r}")
     _check_options(fn, per_leaf, histogram_bins, histogram_range)
@@ -267,6 +315,8 @@ def with_diagnostics(
     if histogram_bins is not None:
         low, high = (float(x) for x in histogram_range)
         edges = np.logspace(math.log10(low), math.log10(high), histogram_bins + 1)
+        # logspace can miss the ends by an ulp; the reported edges are the range as given.
+        edges[0], edges[-1] = low, high
 
     def metrics_of(grads, updates, params, inner_state, count):
         dtype = jnp.result_type(
@@ -297,11 +347,11 @@ def with_diagnostics(
                 leaf.values.update(
                     _norm_metrics(gg, uu, pp, bad.astype(dtype) / max(g.size, 1), dtype)
                 )
-        nonfinite = sum(totals["nonfinite"]).astype(dtype) / max(n_total, 1)
+        # Sums over no leaves (an empty tree) are 0: norms 0 and a nonfinite fraction of 0.
+        nonfinite = jnp.asarray(sum(totals["nonfinite"]), dtype) / max(n_total, 1)
+        param_sq = jnp.nan if params is None else sum(totals["param"])
         out.update(
-            _norm_metrics(
-                sum(totals["grad"]), sum(totals["update"]), sum(totals["param"]), nonfinite, dtype
-            )
+            _norm_metrics(sum(totals["grad"]), sum(totals["update"]), param_sq, nonfinite, dtype)
         )
 
         found: list[tuple[Any, Any]] = []
@@ -332,9 +382,36 @@ def with_diagnostics(
         new_updates, inner_state = jax.lax.optimization_barrier((new_updates, inner_state))
         count = optax.safe_increment(state.diagnostics_count)
         metrics = metrics_of(updates, new_updates, params, inner_state, count)
+        applied = _applied(state.inner_state, inner_state)
+        if applied is not None:
+            # An accumulation (or skipped) step of optax.MultiSteps applies no update: the
+            # metrics keep the last real step's, as they do with MultiSteps outside the wrapper.
+            count, metrics = jax.tree.map(
+                lambda new, old: jnp.where(applied, new, old),
+                (count, metrics),
+                (state.diagnostics_count, state.metrics),
+            )
         return new_updates, DiagnosticsState(count, inner_state, metrics)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _applied(old: Any, new: Any) -> jax.Array | None:
+    """Whether the inner transformation applied an update: ``None`` (always) if its state holds
+    no ``optax.MultiStepsState``, else whether every ``MultiSteps`` in it advanced its
+    ``gradient_step`` (a step that only accumulates, or that ``should_skip_update_fn`` skips,
+    does not)."""
+
+    def is_multi_steps(x: Any) -> bool:
+        return isinstance(x, optax.MultiStepsState)
+
+    def find(tree: Any) -> list[optax.MultiStepsState]:
+        return [x for x in jax.tree.leaves(tree, is_leaf=is_multi_steps) if is_multi_steps(x)]
+
+    pairs = list(zip(find(old), find(new), strict=True))
+    if not pairs:
+        return None
+    return jnp.all(jnp.stack([n.gradient_step != o.gradient_step for o, n in pairs]))
 
 
 def _as_metric(x: Any, dtype: Any) -> jax.Array:
@@ -351,11 +428,14 @@ def _norm_metrics(
     grad_norm = jnp.sqrt(jnp.asarray(grad_sq, dtype))
     update_norm = jnp.sqrt(jnp.asarray(update_sq, dtype))
     param_norm = jnp.sqrt(jnp.asarray(param_sq, dtype))
+    # IEEE division (inf for zero params), except 0/0: nothing moved (an empty tree, zero
+    # updates of zero params), which is reported as 0, not NaN.
+    nothing = (update_norm == 0) & (param_norm == 0)
     return {
         "grad_norm": grad_norm,
         "update_norm": update_norm,
         "param_norm": param_norm,
-        "update_param_ratio": update_norm / param_norm,
+        "update_param_ratio": jnp.where(nothing, 0, update_norm / param_norm),
         "nonfinite_grad_fraction": jnp.asarray(nonfinite, dtype),
     }
 
@@ -363,7 +443,11 @@ def _norm_metrics(
 def _pool_view(
     view: _piece.View, lr: Any, pools: dict[str, _Pool], per_leaf: bool, edges: np.ndarray | None
 ) -> None:
-    """Adds one view's entries to the global pool and, with ``per_leaf``, to each leaf's."""
+    """Adds one view's entries to the global pool and, with ``per_leaf``, to each leaf's.
+
+    Every key is declared in the global pool even when the view has no entries (an empty tree),
+    so the keys depend on the transformation and the options only, not on the leaves' sizes.
+    """
 
     def targets(name: str) -> list[_Pool]:
         chosen = [pools[""]]
@@ -372,47 +456,74 @@ def _pool_view(
         return chosen
 
     if view.statistic is not None:
-        known = view.lr_included or lr is not None
-        key = "effective_lr" if known else "preconditioner"
-        multiply = not view.lr_included and lr is not None
-        stats = _leaves_with_names(view.statistic)
-        functions = jax.tree.leaves(view.scale_of, is_leaf=callable)
-        for (name, x), scale_of in zip(stats, functions, strict=True):
-            if not x.size:  # an empty leaf has no extremes and adds nothing to the means
-                continue
-
-            def eta(y: jax.Array, scale_of: Callable = scale_of) -> jax.Array:
-                s = scale_of(y)
-                return s * jnp.real(jnp.asarray(lr)).astype(s.dtype) if multiply else s
-
-            values = eta(x)
-            # The factor is nonincreasing in the statistic: its extremes are at the opposite
-            # extremes of the statistic.
-            low, high = eta(jnp.max(x)), eta(jnp.min(x))
-            for target in targets(name):
-                target.add_mean(f"{key}/mean", jnp.sum(values), x.size)
-                target.add_extrema(key, low, high)
-            if edges is not None and key == "effective_lr":
-                counts = _histogram(values, jnp.asarray(edges, values.dtype))
-                for target in targets(name):
-                    target.add_mean(f"{key}/histogram", counts.astype(values.dtype), x.size)
-                pools[""].values[f"{key}/histogram_edges"] = jnp.asarray(edges, values.dtype)
+        _pool_statistic(view, lr, pools[""], targets, edges)
     for field, key in ((view.m_hat, "m_hat/mean_abs"), (view.v_hat, "v_hat/mean")):
         if field is None:
             continue
+        pools[""].add_mean(key, 0, 0)
         for name, x in _leaves_with_names(field):
             for target in targets(name):
                 target.add_mean(key, jnp.sum(x), x.size)
     for key, tree in (view.fractions or {}).items():
+        pools[""].add_mean(key, 0, 0, if_empty=0.0)
         for name, flags in _leaves_with_names(tree):
             for target in targets(name):
-                target.add_mean(key, jnp.sum(flags), flags.size)
+                target.add_mean(key, jnp.sum(flags), flags.size, if_empty=0.0)
     for key, value in (view.scalars or {}).items():
         pools[""].values[key] = value
     if per_leaf:
         for key, tree in (view.leaf_scalars or {}).items():
             for name, value in _leaves_with_names(tree):
                 pools.setdefault(f"leaf/{name}/", _Pool()).values[key] = value
+
+
+def _pool_statistic(
+    view: _piece.View,
+    lr: Any,
+    everything: _Pool,
+    targets: Callable[[str], list[_Pool]],
+    edges: np.ndarray | None,
+) -> None:
+    """Adds the per-entry step factors of one view (``effective_lr/*`` or
+    ``preconditioner/*``) to ``everything`` (the global pool) and each leaf's ``targets``."""
+    known = view.lr_included or lr is not None
+    key = "effective_lr" if known else "preconditioner"
+    multiply = not view.lr_included and lr is not None
+    histogram = edges is not None and key == "effective_lr"
+    no_counts = None if edges is None else np.zeros(len(edges) - 1)
+
+    def declare(target: _Pool) -> None:
+        target.add_mean(f"{key}/mean", 0, 0)
+        target.add_extrema(key)
+        if histogram:
+            target.add_mean(f"{key}/histogram", 0, 0, if_empty=no_counts)
+
+    declare(everything)
+    if histogram:
+        everything.values[f"{key}/histogram_edges"] = jnp.asarray(edges)
+    stats = _leaves_with_names(view.statistic)
+    functions = jax.tree.leaves(view.scale_of, is_leaf=callable)
+    for (name, x), scale_of in zip(stats, functions, strict=True):
+        if not x.size:  # no extremes, nothing to add to the means: the keys only
+            for target in targets(name):
+                declare(target)
+            continue
+
+        def eta(y: jax.Array, scale_of: Callable = scale_of) -> jax.Array:
+            s = scale_of(y)
+            return s * jnp.real(jnp.asarray(lr)).astype(s.dtype) if multiply else s
+
+        values = eta(x)
+        # The factor is nonincreasing in the statistic: its extremes are at the opposite
+        # extremes of the statistic.
+        low, high = eta(jnp.max(x)), eta(jnp.min(x))
+        for target in targets(name):
+            target.add_mean(f"{key}/mean", jnp.sum(values), x.size)
+            target.add_extrema(key, low, high)
+        if histogram:
+            counts = _histogram(values, jnp.asarray(edges, values.dtype)).astype(values.dtype)
+            for target in targets(name):
+                target.add_mean(f"{key}/histogram", counts, x.size, if_empty=no_counts)
 
 
 def _unwrap(x: Any) -> Any:

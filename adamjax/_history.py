@@ -80,7 +80,8 @@ class History:
             example = present[0]
             if not np.issubdtype(example.dtype, np.floating):
                 raise ValueError(
-                    f"History.to_dict: integer metric {key!r} is missing in some steps"
+                    f"History.to_dict: metric {key!r} of type {example.dtype} is missing in "
+                    "some steps; only float metrics can be filled (with NaN)"
                 )
             filler = np.full(example.shape, np.nan, example.dtype)
             out[key] = np.stack([row.get(key, filler) for row in self._rows])
@@ -89,16 +90,25 @@ class History:
     def summary(self, keys: Iterable[str] | None = None) -> str:
         """Returns a markdown table of the first, last, minimum and maximum of scalar metrics.
 
+        Minimum and maximum are over the finite values (NaN when there are none).
+
         Args:
           keys: the metrics to list; ``None`` lists every global scalar metric (not the
-            ``leaf/...`` ones), in recorded order.
+            ``leaf/...`` ones, nor the histograms), in recorded order.
+
+        Raises:
+          KeyError: if a metric in ``keys`` was never recorded.
+          TypeError: if a listed metric, including one that ``keys=None`` selects, is not a real
+            number per step (for example a string or a complex value recorded with
+            :meth:`append`), or (named in ``keys``) not a scalar per step. Such a metric is not
+            skipped silently: pass ``keys`` without it.
         """
         data = self.to_dict()
         if keys is None:
             keys = [k for k, x in data.items() if x.ndim == 1 and not k.startswith("leaf/")]
         lines = ["| metric | first | last | min | max |", "|---|---|---|---|---|"]
         for key in keys:
-            x = data[key].astype(np.float64)
+            x = _summary_column(data, key)
             finite = x[np.isfinite(x)]
             low, high = (finite.min(), finite.max()) if finite.size else (math.nan, math.nan)
             cells = " | ".join(f"{value:.4g}" for value in (x[0], x[-1], low, high))
@@ -196,3 +206,22 @@ class History:
         if path is not None:
             fig.savefig(path, format="png", dpi=110)
         return fig
+
+
+def _summary_column(data: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """The float64 values of metric ``key`` for :meth:`History.summary`, or a clear error."""
+    if key not in data:
+        raise KeyError(f"History.summary: no metric {key!r} was recorded; recorded: {list(data)}")
+    x = data[key]
+    if x.dtype.kind not in "biuf":  # bool, signed and unsigned integers, real floats
+        raise TypeError(
+            f"History.summary: metric {key!r} holds values of dtype {x.dtype} "
+            f"(e.g. {x.reshape(-1)[:1].tolist()[0]!r}), not real numbers; the summary lists "
+            "numbers only, so pass keys=[...] without it."
+        )
+    if x.ndim != 1:
+        raise TypeError(
+            f"History.summary: metric {key!r} is not a scalar per step (each step holds shape "
+            f"{x.shape[1:]}); the summary lists scalar metrics only."
+        )
+    return x.astype(np.float64)

@@ -38,11 +38,15 @@ def nadam_momentum(b1: Any, momentum_decay: float, dtype: Any) -> optax.Schedule
     as a function of the 0-based count :math:`t - 1`, computed in ``dtype``.
 
     This is the schedule of ``torch.optim.NAdam`` (:math:`\psi` = ``momentum_decay``, 4e-3 by
-    default). ``b1`` may itself be a schedule.
+    default). ``b1`` may itself be a schedule. :math:`t` is formed in ``dtype``, so the look-ahead
+    :math:`\mu_{t+1}` at the largest int32 count (``2**31 - 1``, where ``optax.safe_increment``
+    saturates) is taken at a large positive :math:`t`, not at a wrapped-around negative one.
     """
 
     def schedule(count: jax.Array) -> jax.Array:
-        t = (count + 1).astype(dtype)
+        # count + 1 in int32 would wrap to -2**31 at the saturated count, and 0.96**(t psi) with
+        # a negative t overflows to inf (NaN updates); in dtype it is just large.
+        t = jnp.asarray(count, dtype) + 1
         b1_t = jnp.asarray(mo.rate_at(b1, count), dtype)
         return b1_t * (1 - 0.5 * jnp.asarray(0.96, dtype) ** (t * momentum_decay))
 
@@ -76,6 +80,10 @@ def scale_by_nadam(
     (``momentum_decay=0`` gives :math:`\mu_t = \beta_1/2`, not that case). Dozat's paper also
     uses :math:`\mu_t` in the moving average itself; torch, and adamjax, keep :math:`\beta_1`
     there.
+
+    The count saturates at ``2**31 - 1`` (``optax.safe_increment``); there, and at
+    ``2**31 - 2``, the update is the finite large-:math:`t` one (with ``momentum_decay`` > 0,
+    :math:`\mu_t = \mu_{t+1} = \beta_1`, and the bias corrections have reached 1), not NaN.
 
     Args:
       b1: :math:`\beta_1`, in [0, 1), or a schedule.

@@ -433,18 +433,97 @@ def test_family_matches_float64_paper_reference_over_600_steps(case, problem):
         assert max_rel_err(actual, params) > 1e-3
 
 
-def test_radam_switches_from_sgd_to_the_rectified_step():
-    """b2=0.99: rho_t first exceeds 5 at step 6 (and 4 at step 5), so both branches run."""
+@pytest.mark.parametrize("threshold, first", [(5.0, 6), (4.0, 5)])
+def test_radam_switches_from_sgd_to_the_rectified_step(threshold, first):
+    """b2=0.99: rho_t first exceeds 5 at step 6 and 4 at step 5. Step by step, adamjax's update
+    must be the reference's: momentum SGD (m-hat) before that step, the rectified Adam step from
+    it on. A switch one step early or late, or a wrong r_t, changes an update by O(1)."""
     with jax.enable_x64(True):
         params, grad_fn = quadratic_problem(seed=5)
-        ref5, ref4 = (
-            RadamReference(lambda k: LR, **HP),
-            RadamReference(lambda k: LR, threshold=4.0, **HP),
+        ref = RadamReference(lambda k: LR, threshold=threshold, **HP)
+        tx = adamjax.radam(LR, threshold=threshold, **HP)
+        step, state = jitted_step(tx), tx.init(params)
+        ours = theirs = params
+        for t in range(1, 11):
+            grads = grad_fn(theirs)
+            new_theirs = ref.step(theirs, grads)
+            new_ours, state = step(ours, state, grads)
+            delta = jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), new_ours, ours)
+            expected = jax.tree.map(lambda a, b: a - b, new_theirs, theirs)
+            assert max_rel_err(delta, expected) <= 1e-10, (t, max_rel_err(delta, expected))
+            rectification = float(moment_state(state).rectification)
+            assert (rectification > 0) == (t >= first), (t, rectification)
+            ours, theirs = new_ours, new_theirs
+    assert ref.rectified_steps[0] == first  # the reference agrees on the problem's switch step
+
+
+NADAM_HP = dict(b1=0.8, b2=0.99, eps=1e-6)
+
+
+@pytest.mark.parametrize("count", [2**31 - 2, 2**31 - 1])
+@pytest.mark.parametrize("scheduled_b1", [False, True], ids=["b1", "b1_schedule"])
+def test_nadam_is_the_large_t_update_at_the_largest_counts(count, scheduled_b1):
+    """At t ~ 2**31 the momentum schedule is b1 (0.96**(t psi) underflows) and the bias
+    corrections are 1, so the update is -lr (b1 m_t + (1 - b1) g) / (sqrt(v_t) + eps). The
+    look-ahead step t + 1 used to wrap around in int32 here and give NaN."""
+    b1, b2, eps = NADAM_HP["b1"], NADAM_HP["b2"], NADAM_HP["eps"]
+    rng = np.random.default_rng(0)
+    m0, g = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    v0 = rng.uniform(0.5, 2.0, size=5).astype(np.float32)
+    schedule = (lambda k: b1 + 0.0 * k) if scheduled_b1 else b1
+    tx = adamjax.nadam(LR, b1=schedule, b2=b2, eps=eps)
+    params = {"w": jnp.zeros(5)}
+    one = jnp.ones([], jnp.float32)
+
+    def after_many_steps(s):
+        if not isinstance(s, adamjax.ScaleByNadamState):
+            return s
+        last = s.last_step._replace(m_correction=one, v_correction=one)
+        moments = dict(mu={"w": jnp.asarray(m0)}, nu={"w": jnp.asarray(v0)})
+        return s._replace(
+            count=jnp.int32(count), momentum_correction=one, last_step=last, **moments
         )
-        run_forced(adamjax.radam(LR, **HP), ref5.step, params, grad_fn, 10)
-        run_forced(adamjax.radam(LR, threshold=4.0, **HP), ref4.step, params, grad_fn, 10)
-    assert ref5.rectified_steps[0] == 6
-    assert ref4.rectified_steps[0] == 5
+
+    state = tuple(after_many_steps(s) for s in tx.init(params))
+    updates, state = jax.jit(tx.update)({"w": jnp.asarray(g)}, state, params)
+    m = b1 * m0.astype(np.float64) + (1 - b1) * g
+    v = b2 * v0.astype(np.float64) + (1 - b2) * np.float64(g) ** 2
+    expected = -LR * (b1 * m + (1 - b1) * g) / (np.sqrt(v) + eps)
+    np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+    assert int(moment_state(state).count) == 2**31 - 1  # saturated, as optax.safe_increment does
+
+
+SATURATION_CASES = {
+    "adam": lambda: adamjax.adam(LR),
+    "adam_nesterov": lambda: adamjax.adam(LR, nesterov=True),
+    "amsgrad": lambda: adamjax.amsgrad(LR),
+    "nadam": lambda: adamjax.nadam(LR),
+    "adamax": lambda: adamjax.adamax(LR),
+    "radam": lambda: adamjax.radam(LR),
+    "adabound": lambda: adamjax.adabound(LR),
+    "swats": lambda: adamjax.swats(LR),
+    "adafactor": lambda: adamjax.adafactor(LR),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SATURATION_CASES))
+def test_every_alias_is_finite_at_the_largest_counts(case):
+    """Every int32 step count in the state (count, schedule_count, clip_count, ...) set to
+    2**31 - 2 and 2**31 - 1: no alias computes t + 1 in int32."""
+    tx = SATURATION_CASES[case]()
+    params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    grads = {"w": jnp.full((3, 2), 0.5), "b": jnp.asarray([-1.0, 2.0])}
+
+    def with_count(count):
+        def leaf(path, x):
+            named = "count" in jax.tree_util.keystr(path)
+            return jnp.int32(count) if named and jnp.shape(x) == () else x
+
+        return jax.tree_util.tree_map_with_path(leaf, tx.init(params))
+
+    for count in (2**31 - 2, 2**31 - 1):
+        updates, _ = jax.jit(tx.update)(grads, with_count(count), params)
+        assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates)), count
 
 
 def test_family_conventions_really_differ():

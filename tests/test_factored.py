@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from adamjax import diagnostics, with_diagnostics
 from adamjax._adafactor import (
     AdafactorMomentumState,
     ClipByBlockRmsState,
@@ -376,6 +377,42 @@ def test_clip_factor_is_recorded_per_leaf():
     reference, _ = optax.clip_by_block_rms(2.0).update(u, optax.EmptyState())
     assert max_rel_err(clipped, reference) == 0.0
     assert int(state.clip_count) == 1
+
+
+# 0-size leaves: unfactored (0, 8) and (0,), and (5, 0, 4), factored along its two largest axes.
+EMPTY_SHAPES = {"e": (0, 8), "z": (0,), "f": (5, 0, 4)}
+
+
+@pytest.mark.parametrize("momentum", [None, 0.9], ids=["no_momentum", "momentum"])
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "unfactored"])
+def test_zero_size_leaves_change_nothing_else(factored, momentum):
+    def make():
+        # A low threshold, so that the other leaves are clipped and the clip factor matters.
+        return with_diagnostics(
+            adafactor(1e-2, 2, momentum=momentum, factored=factored, clipping_threshold=0.5)
+        )
+
+    params, grad_fn = noisy_problem(seed=11, shapes=SHAPES, dtype=np.float32)
+    empty = {k: np.zeros(shape, np.float32) for k, shape in EMPTY_SHAPES.items()}
+    tx, tx_empty = make(), make()
+    state, state_empty = tx.init(params), tx_empty.init({**params, **empty})
+    for _ in range(6):
+        grads = grad_fn(params)
+        updates, state = jax.jit(tx.update)(grads, state, params)
+        both, state_empty = jax.jit(tx_empty.update)(
+            {**grads, **empty}, state_empty, {**params, **empty}
+        )
+        for k in SHAPES:
+            np.testing.assert_array_equal(both[k], updates[k], err_msg=k)
+        assert all(both[k].shape == shape for k, shape in EMPTY_SHAPES.items())
+        params = optax.apply_updates(params, updates)
+    clip = find(state_empty, ClipByBlockRmsState)
+    assert all(clip.clip_factor[k] == 1.0 for k in EMPTY_SHAPES)
+    assert max(float(clip.clip_factor[k]) for k in SHAPES) > 1.0  # the others were clipped
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state_empty))
+    metrics, expected = diagnostics(state_empty), diagnostics(state)
+    for key, value in expected.items():
+        np.testing.assert_array_equal(metrics[key], value, err_msg=key)
 
 
 # (factory, kwargs, exception, message prefix). Each row is one user mistake.

@@ -4,6 +4,7 @@ inject_hyperparams; and the variant signals on problems where they must move."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import jax
@@ -273,15 +274,199 @@ def test_non_finite_gradients_and_missing_params():
     }  # fmt: skip
 
 
-def test_empty_leaves_are_skipped():
-    tx = with_diagnostics(adamjax.adam(1e-3), per_leaf=True)
-    params = {"w": jnp.ones(3), "empty": jnp.zeros((0, 4))}
-    grads = {"w": jnp.array([1.0, -2.0, 0.5]), "empty": jnp.zeros((0, 4))}
+# Edges: empty trees, 0-size leaves, non-finite gradients, histogram bins ------------------------
+
+# What a metric over no entries at all is: norms and fractions 0, means and extrema NaN.
+ZERO_WITHOUT_ENTRIES = {
+    "grad_norm", "update_norm", "param_norm", "update_param_ratio", "nonfinite_grad_fraction",
+    "amsgrad/active_fraction", "adabound/lower_clipped_fraction",
+    "adabound/upper_clipped_fraction", "swats/phase", "effective_lr/histogram",
+}  # fmt: skip
+NAN_WITHOUT_ENTRIES = {
+    "effective_lr/mean", "effective_lr/min", "effective_lr/max", "m_hat/mean_abs", "v_hat/mean",
+}  # fmt: skip
+EDGE_CASES = {
+    "adam": lambda: adamjax.adam(1e-3),
+    "amsbound": lambda: adamjax.adabound(1e-3, amsbound=True),
+    "swats": lambda: adamjax.swats(1e-3),
+    "adafactor": lambda: adamjax.adafactor(1e-3),
+    "radam": lambda: adamjax.radam(1e-3),
+    "sgd": lambda: optax.sgd(0.1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_empty_tree_reports_the_same_keys_with_defined_values(case):
+    tx = with_diagnostics(EDGE_CASES[case](), histogram_bins=3)
+    params = {"w": jnp.ones((2, 3))}
+    _, full = jax.jit(tx.update)({"w": jnp.full((2, 3), 0.5)}, tx.init(params), params)
+    for update in (tx.update, jax.jit(tx.update)):
+        updates, state = update({}, tx.init({}), {})
+        m = diagnostics(state)
+        assert updates == {} and set(m) == set(diagnostics(full)), case
+        assert int(m["step"]) == 1
+        for key, value in m.items():
+            if key in ZERO_WITHOUT_ENTRIES:
+                np.testing.assert_array_equal(value, np.zeros_like(value), err_msg=key)
+            elif key in NAN_WITHOUT_ENTRIES:
+                assert np.isnan(value), key
+            else:  # the piece's own scalars (bounds, rectification, switch step, edges)
+                assert np.all(np.isfinite(value)), key
+
+
+def test_empty_tree_without_params_has_an_unknown_param_norm():
+    tx = with_diagnostics(adamjax.adam(1e-3))
+    _, state = jax.jit(tx.update)({}, tx.init({}))
+    m = diagnostics(state)
+    assert np.isnan(m["param_norm"]) and np.isnan(m["update_param_ratio"])
+    assert float(m["grad_norm"]) == 0.0 and float(m["nonfinite_grad_fraction"]) == 0.0
+
+
+def test_zero_size_leaves_add_nothing_and_keep_their_keys():
+    def metrics(params):
+        tx = with_diagnostics(adamjax.amsgrad(1e-3), per_leaf=True, histogram_bins=4)
+        grads = {n: jnp.linspace(-1.0, 2.0, p.size).reshape(p.shape) for n, p in params.items()}
+        _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+        return diagnostics(state)
+
+    w = jnp.arange(1.0, 4.0)
+    base = metrics({"w": w})
+    with_empty = metrics({"w": w, "empty": jnp.zeros((0, 4)), "none": jnp.zeros((0,))})
+    only_empty = metrics({"empty": jnp.zeros((0, 4))})
+    for key, value in base.items():
+        np.testing.assert_array_equal(with_empty[key], value, err_msg=key)
+    for leaf in ("leaf/empty/", "leaf/none/"):
+        own = {k[len(leaf) :]: x for k, x in with_empty.items() if k.startswith(leaf)}
+        assert set(own) == {k[len("leaf/w/") :] for k in with_empty if k.startswith("leaf/w/")}
+        assert float(own["grad_norm"]) == 0.0 and float(own["nonfinite_grad_fraction"]) == 0.0
+        assert float(own["amsgrad/active_fraction"]) == 0.0
+        assert np.isnan(own["effective_lr/min"]) and np.isnan(own["v_hat/mean"])
+        np.testing.assert_array_equal(own["effective_lr/histogram"], np.zeros(4))
+    # A tree with only 0-size leaves reports what an empty tree reports.
+    assert {k for k in only_empty if not k.startswith("leaf/")} == set(base) - {
+        k for k in base if k.startswith("leaf/")
+    }
+    assert float(only_empty["update_param_ratio"]) == 0.0
+    assert np.isnan(only_empty["effective_lr/max"]) and np.isnan(only_empty["m_hat/mean_abs"])
+
+
+def test_update_param_ratio_is_zero_only_when_nothing_moved():
+    tx = with_diagnostics(optax.sgd(0.5))
+    zeros = {"w": jnp.zeros(3)}
+    ratios = []
+    for params, grads in ((zeros, zeros), (zeros, {"w": jnp.ones(3)}), ({"w": jnp.ones(3)}, zeros)):
+        _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+        ratios.append(float(diagnostics(state)["update_param_ratio"]))
+    assert ratios == [0.0, np.inf, 0.0]
+
+
+@pytest.mark.parametrize(
+    "w, b",
+    [
+        ([np.inf, 1.0, np.inf, 2.0, 3.0, np.inf, 0.0, 1.0], [1.0, 2.0, 3.0, 4.0]),
+        ([-np.inf, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [1.0, -np.inf, 3.0, 4.0]),
+        ([np.nan, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [1.0, 2.0, 3.0, 4.0]),
+        ([np.nan, np.inf, -np.inf, 3.0, 4.0, 5.0, 6.0, 7.0], [np.inf, 2.0, -np.inf, 4.0]),
+        # Finite entries whose squares overflow: the norm is inf, the fraction still 0.
+        ([3e30, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [1.0, 2.0, 3.0, 4.0]),
+    ],
+    ids=["plus_inf_only", "minus_inf_only", "nan_only", "mixed", "overflowing_finite"],
+)
+def test_nonfinite_grad_fraction_counts_nan_and_both_infinities(w, b):
+    tx = with_diagnostics(optax.sgd(0.1), per_leaf=True)
+    params = {"w": jnp.ones(8), "b": jnp.ones(4)}
+    grads = {"w": jnp.asarray(w, jnp.float32), "b": jnp.asarray(b, jnp.float32)}
     _, state = jax.jit(tx.update)(grads, tx.init(params), params)
     m = diagnostics(state)
-    assert float(m["effective_lr/max"]) == pytest.approx(1e-3 / (0.5 + 1e-8), rel=1e-5)
-    assert float(m["grad_norm"]) == pytest.approx(np.sqrt(5.25), rel=1e-6)
-    assert "leaf/empty/effective_lr/min" not in m and "leaf/empty/grad_norm" in m
+    bad = {n: int(np.sum(~np.isfinite(np.asarray(x, np.float64)))) for n, x in (("w", w), ("b", b))}
+    # The counts are exact; XLA may divide by the constant size as a multiply (one ulp).
+    fractions = {"": (bad["w"] + bad["b"]) / 12, "leaf/w/": bad["w"] / 8, "leaf/b/": bad["b"] / 4}
+    for prefix, fraction in fractions.items():
+        np.testing.assert_allclose(m[prefix + "nonfinite_grad_fraction"], fraction, rtol=1e-6)
+    assert not np.isfinite(m["grad_norm"])
+
+
+def test_histogram_value_on_an_edge_falls_in_the_bin_above():
+    """Adam with b1 = b2 = eps = 0 and learning rate 1 steps by eta = 1/|g| after one update:
+    powers of two, exact in float32, as are the edges 2**-4, ..., 2**4 (8 bins)."""
+    tx = with_diagnostics(
+        adamjax.adam(1.0, b1=0.0, b2=0.0, eps=0.0), histogram_bins=8, histogram_range=(2**-4, 2**4)
+    )
+    eta = 2.0 ** np.arange(-5, 6)  # one below the range, one on each of the 9 edges, one above
+    grads = {"w": jnp.asarray(np.append(1 / eta, np.nan), jnp.float32)}  # and a NaN (no bin)
+    _, state = jax.jit(tx.update)(grads, tx.init({"w": jnp.ones(12)}), {"w": jnp.ones(12)})
+    m = diagnostics(state)
+    edges = 2.0 ** np.arange(-4, 5)
+    np.testing.assert_array_equal(m["effective_lr/histogram_edges"], edges)
+    # bin k holds edges[k] <= eta < edges[k+1]; the outer bins are open; NaN counts nowhere.
+    counts = np.array([2, 1, 1, 1, 1, 1, 1, 3])  # [2**-5, 2**-4], 2**-3 ... 2**2, [2**3 ... 2**5]
+    np.testing.assert_array_equal(m["effective_lr/histogram"], np.float32(counts) / np.float32(12))
+    np.testing.assert_allclose(
+        m["effective_lr/histogram"], ref.histogram({"w": np.append(eta, np.nan)}, edges), rtol=1e-7
+    )
+
+
+def test_histogram_edges_are_the_range_exactly():
+    # np.logspace misses both 1e-5 and 0.05 by an ulp in float64.
+    span = (1e-5, 0.05)
+    assert tuple(ref.log_edges(5, *span)[[0, -1]]) != span
+    with jax.enable_x64(True):
+        tx = with_diagnostics(adamjax.adam(1e-3), histogram_bins=5, histogram_range=span)
+        _, state = tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}), {"w": jnp.ones(2)})
+        edges = np.asarray(diagnostics(state)["effective_lr/histogram_edges"])
+    assert edges.dtype == np.float64 and (edges[0], edges[-1]) == span
+    np.testing.assert_allclose(edges, ref.log_edges(5, *span), rtol=1e-15)
+
+
+# optax.MultiSteps, on either side of the wrapper ------------------------------------------------
+
+
+def test_multi_steps_metrics_keep_the_last_applied_update():
+    k = 3
+    inside = with_diagnostics(optax.MultiSteps(adamjax.amsgrad(1e-2), k).gradient_transformation())
+    outside = optax.MultiSteps(with_diagnostics(adamjax.amsgrad(1e-2)), k)
+    params = {n: jnp.ones(s) for n, s in SHAPES.items()}
+    s_in, s_out = inside.init(params), outside.init(params)
+    previous = diagnostics(s_in)
+    rng = np.random.default_rng(3)
+    for micro in range(8):
+        grads = {n: jnp.asarray(g, jnp.float32) for n, g in gradient(rng, micro).items()}
+        _, s_in = jax.jit(inside.update)(grads, s_in, params)
+        _, s_out = jax.jit(outside.update)(grads, s_out, params)
+        m_in, m_out = diagnostics(s_in), diagnostics(s_out)
+        applied = micro % k == k - 1
+        assert int(m_in["step"]) == int(m_out["step"]) == (micro + 1) // k
+        for key, value in m_in.items():
+            assert np.all(np.isfinite(value)), (micro, key)
+            if not applied:  # an accumulation step changes nothing
+                np.testing.assert_array_equal(value, previous[key], err_msg=f"{micro} {key}")
+            elif key not in ("grad_norm", "nonfinite_grad_fraction"):
+                np.testing.assert_allclose(value, m_out[key], rtol=1e-5, err_msg=f"{micro} {key}")
+        if applied:  # inside, the gradient metrics are of the micro-batch that applied it
+            np.testing.assert_allclose(m_in["grad_norm"], ref.norm(grads), rtol=1e-6)
+        previous = m_in
+
+
+def test_multi_steps_skipped_step_keeps_the_metrics():
+    multi = optax.MultiSteps(adamjax.adam(1e-2), 1, should_skip_update_fn=optax.skip_not_finite)
+    tx = with_diagnostics(multi.gradient_transformation())
+    params = {"w": jnp.ones(3)}
+    _, state = jax.jit(tx.update)({"w": jnp.asarray([1.0, 2.0, 3.0])}, tx.init(params), params)
+    before = diagnostics(state)
+    _, state = jax.jit(tx.update)({"w": jnp.asarray([1.0, jnp.nan, 3.0])}, state, params)
+    assert int(before["step"]) == 1 and float(before["grad_norm"]) > 0
+    for key, value in diagnostics(state).items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_multi_steps_object_is_refused_with_the_fix():
+    multi = optax.MultiSteps(adamjax.adam(1e-3), 4)
+    with pytest.raises(TypeError) as info:
+        with_diagnostics(multi)
+    message = str(info.value)
+    assert message.startswith("with_diagnostics: tx must be an optax.GradientTransformation, got")
+    assert "optax.MultiSteps object" in message
+    assert "multi_steps.gradient_transformation()" in message
 
 
 def test_float32_metrics_match_numpy():
@@ -529,6 +714,28 @@ def test_history_extend_takes_scanned_metrics_and_plot_needs_data():
     assert len(history.plot().axes) == 3
     with pytest.raises(ValueError, match="leading"):
         history.extend({"a": np.zeros(3), "b": np.zeros(4)})
+
+
+def test_history_summary_names_a_metric_that_is_not_a_number():
+    history = adamjax.History()
+    for k in range(3):
+        history.append({"grad_norm": np.float32(k + 1)}, phase="warmup", flag=k > 0, z=1j * k)
+    assert "| flag | 0 | 1 | 0 | 1 |" in history.summary(["grad_norm", "flag"])
+
+    def fails(keys, error, message):
+        with pytest.raises(error, match=re.escape(message)):
+            history.summary(keys)
+
+    phase = "History.summary: metric 'phase' holds values of dtype <U6 (e.g. 'warmup'), not real"
+    fails(["grad_norm", "phase"], TypeError, phase)
+    fails(["z"], TypeError, "History.summary: metric 'z' holds values of dtype complex128")
+    # Selected by keys=None too: a metric the user recorded is never dropped silently.
+    fails(None, TypeError, phase)
+    fails(["loss"], KeyError, "History.summary: no metric 'loss' was recorded")
+    history = adamjax.History()
+    history.append({"grad_norm": np.float32(1), "effective_lr/histogram": np.zeros(4)})
+    fails(["effective_lr/histogram"], TypeError, "'effective_lr/histogram' is not a scalar per")
+    assert "effective_lr/histogram" not in history.summary()  # histograms are not listed
 
 
 def test_no_reductions_without_the_wrapper():

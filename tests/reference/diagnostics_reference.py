@@ -25,7 +25,7 @@ def global_metrics(grads: dict, updates: dict, params: dict | None) -> dict:
         "grad_norm": g,
         "update_norm": u,
         "param_norm": p,
-        "update_param_ratio": u / p if p else np.inf,
+        "update_param_ratio": u / p if p else (0.0 if u == 0 else np.inf),  # 0/0: nothing moved
         "nonfinite_grad_fraction": bad / entries,
     }
 
