@@ -313,11 +313,18 @@ def _squared_gradient(g: jax.Array, nu: jax.Array, epsilon: Any) -> tuple[jax.Ar
 
 
 def _unfactored_step(
-    g_c: jax.Array, g_sq: jax.Array, nu: jax.Array, decay: jax.Array
+    g_c: jax.Array, g_sq: jax.Array, nu: jax.Array, decay: jax.Array, guard: bool
 ) -> tuple[jax.Array, jax.Array]:
     """Algorithm 5: ``(U_t, v_t)`` from the full statistic."""
     nu_t = mo.ema(g_sq, nu.astype(g_sq.dtype), decay)
-    return g_c * nu_t**-0.5, nu_t
+    return g_c * _finite_or_zero(nu_t**-0.5, guard), nu_t
+
+
+def _finite_or_zero(factor: jax.Array, guard: bool) -> jax.Array:
+    """With ``guard`` (``epsilon`` is a static 0), 0 where the inverse-RMS ``factor`` is not
+    finite: a statistic of 0 (no gradient yet, or one whose square underflows) would give
+    0 * inf = NaN, or inf; its limit as epsilon -> 0 is a zero update, as for Adam's eps = 0."""
+    return jnp.where(jnp.isfinite(factor), factor, 0) if guard else factor
 
 
 def _factored_step(
@@ -327,13 +334,14 @@ def _factored_step(
     v_col: jax.Array,
     decay: jax.Array,
     axes: tuple[int, int],
+    guard: bool,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Algorithm 4: ``(U_t, r_t, c_t)`` from the row and column statistics."""
     long, short = axes
     r_t = mo.ema(jnp.mean(g_sq, axis=long), v_row.astype(g_sq.dtype), decay)
     c_t = mo.ema(jnp.mean(g_sq, axis=short), v_col.astype(g_sq.dtype), decay)
     row_factor, col_factor = inverse_rms_factors(r_t, c_t, axes)
-    return g_c * row_factor * col_factor, r_t, c_t
+    return g_c * _finite_or_zero(row_factor * col_factor, guard), r_t, c_t
 
 
 def _leaf_step(
@@ -342,14 +350,15 @@ def _leaf_step(
     stats: tuple[jax.Array, jax.Array, jax.Array],
     axes: tuple[int, int] | None,
     decay: jax.Array,
+    guard: bool,
 ) -> tuple[jax.Array, ...]:
     """One leaf's ``(update, v_row, v_col, v)``, the update in ``g``'s dtype and the statistics in
     their storage dtype."""
     (g_c, g_sq), (v_row, v_col, nu) = squared, stats
     if axes is None:
-        u, nu_t = _unfactored_step(g_c, g_sq, nu, decay)
+        u, nu_t = _unfactored_step(g_c, g_sq, nu, decay, guard)
         return u.astype(g.dtype), v_row, v_col, nu_t.astype(nu.dtype)
-    u, r_t, c_t = _factored_step(g_c, g_sq, v_row, v_col, decay, axes)
+    u, r_t, c_t = _factored_step(g_c, g_sq, v_row, v_col, decay, axes, guard)
     return u.astype(g.dtype), r_t.astype(v_row.dtype), c_t.astype(v_col.dtype), nu
 
 
@@ -389,13 +398,14 @@ def _factored_rms(
         stats = [treedef.flatten_up_to(x) for x in (state.v_row, state.v_col, state.v)]
         stats = list(zip(*stats, strict=True))
         squared = [_squared_gradient(g, s[2], epsilon) for g, s in zip(leaves, stats, strict=True)]
+        guard = mo.is_static_zero(epsilon)
         # The step's decay rate, once per compute dtype of the leaves (float32, or float64).
         decays = {
             dtype: _decay_rate_at(state.count, dtype, decay_rate, step_offset, decay_rate_fn)
             for dtype in dict.fromkeys(g_sq.dtype for _, g_sq in squared)
         }
         out = [
-            _leaf_step(g, sq, s, factoring.axes(jnp.shape(g)), decays[sq[1].dtype])
+            _leaf_step(g, sq, s, factoring.axes(jnp.shape(g)), decays[sq[1].dtype], guard)
             for g, sq, s in zip(leaves, squared, stats, strict=True)
         ]
         updates, v_row, v_col, nu = (treedef.unflatten([o[i] for o in out]) for i in range(4))

@@ -115,6 +115,31 @@ MUTANTS = [
         "new_max = jnp.minimum(nu_max[0], nu)",
         (ALIAS,), "amsgrad",
     ),
+    Mutant(
+        "nadam_look_ahead_in_int32", "_nadam.py",
+        "t = jnp.asarray(count, dtype) + 1",
+        "t = jnp.asarray(count + 1, dtype)",
+        (ALIAS,), "largest_counts",
+    ),
+    Mutant(
+        "adafactor_eps_zero_guard_removed", "_adafactor.py",
+        "guard = mo.is_static_zero(epsilon)",
+        "guard = False",
+        (SWEEP,), "eps_zero",
+    ),
+    # ---- diagnostics (adamjax/_diagnostics.py) ----
+    Mutant(
+        "nonfinite_fraction_counts_nan_only", "_diagnostics.py",
+        "        jnp.isfinite(sum_squares),\n",
+        "        ~jnp.isnan(sum_squares),\n",
+        (OBSERVE,), "nonfinite",
+    ),
+    Mutant(
+        "histogram_edge_goes_to_the_bin_below", "_diagnostics.py",
+        "index = jnp.sum(x.reshape(-1, 1) >= inner, axis=1)",
+        "index = jnp.sum(x.reshape(-1, 1) > inner, axis=1)",
+        (OBSERVE,), "histogram",
+    ),
     # ---- validation (adamjax/_validation.py) ----
     Mutant(
         "non_scalar_hyperparameters_pass", "_validation.py",
@@ -135,6 +160,37 @@ MUTANTS = [
         (SWEEP,), "gradient_dtype",
     ),
     # ---- storage formats (adamjax/_formats.py) ----
+    Mutant(
+        "q8_nu_stored_with_the_signed_map", "_formats.py",
+        "return quantize(x, mapping=self.mapping, signed=signed, block_size=self.block_size)",
+        "return quantize(x, mapping=self.mapping, signed=True, block_size=self.block_size)",
+        (CODECS,),
+    ),
+    Mutant(
+        "q8_nu_stored_with_the_linear_map", "_formats.py",
+        "return quantize(x, mapping=self.mapping, signed=signed, block_size=self.block_size)",
+        "return quantize(x, mapping='linear' if not signed else self.mapping, signed=signed, "
+        "block_size=self.block_size)",
+        (CODECS,),
+    ),
+    Mutant(
+        "q8_scale_from_the_maximum_only", "_formats.py",
+        "peak = jnp.maximum(jnp.max(xb, axis=-1), -jnp.min(xb, axis=-1))",
+        "peak = jnp.max(xb, axis=-1)",
+        (CODECS,),
+    ),
+    Mutant(
+        "q8_nan_left_to_the_backend_max", "_formats.py",
+        "    return peak + poison\n",
+        "    return peak\n",
+        (CODECS,),
+    ),
+    Mutant(
+        "q8_reciprocal_of_the_scale", "_formats.py",
+        "return jnp.where(usable, xb * inverse * np.float32(0.25), 0)",
+        "return jnp.where(usable, xb * (1 / jnp.where(usable, scale[..., None], 1)), 0)",
+        (CODECS,),
+    ),
     Mutant(
         "stochastic_rounding_keys_collide_across_slots", "_formats.py",
         "return jax.random.fold_in(key, leaf * 4 + slot)",

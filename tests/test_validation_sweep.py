@@ -345,14 +345,17 @@ def test_edge_tree(name, tree):
 # ---- eps = 0 with zero gradients ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [n for n in ALIASES if n != "adafactor"])
+@pytest.mark.parametrize("name", ALIASES)
 def test_eps_zero_with_zero_gradients_gives_zero_updates_there(name):
     """With eps = eps_root = 0 an entry whose gradient has been 0 (or so small that its square
     underflows) gets a zero update, not 0/0 = NaN or m/0 = inf; the others move as usual."""
-    no_decay = {"weight_decay": 0.0} if name == "adamw" else {}
-    tx = getattr(adamjax, name)(1e-3, eps=0.0, **no_decay)
+    extra = {"adamw": {"weight_decay": 0.0}, "adafactor": {"min_dim_size_to_factor": 2}}
+    tx = getattr(adamjax, name)(1e-3, eps=0.0, **extra.get(name, {}))
     params = {"w": jnp.ones(4)}
     grads = {"w": jnp.asarray([0.0, 1.0, 0.0, 1e-30])}
+    if name == "adafactor":  # a factored leaf too: its zero rows and columns
+        params["m"] = jnp.ones((3, 4))
+        grads["m"] = jnp.zeros((3, 4)).at[1].set(jnp.asarray([0.0, 1.0, 0.0, 1e-30]))
     state = tx.init(params)
     for _ in range(3):
         updates, state = jax.jit(tx.update)(grads, state, params)
@@ -360,6 +363,10 @@ def test_eps_zero_with_zero_gradients_gives_zero_updates_there(name):
         assert np.all(np.isfinite(w)), w
         assert w[0] == 0 and w[2] == 0, w
         assert w[1] < 0, w
+        if name == "adafactor":
+            m = np.asarray(updates["m"])
+            assert np.all(np.isfinite(m)) and m[1, 1] < 0, m
+            assert np.count_nonzero(m) == 1, m
     TALLY["eps=0: zero update"] += 1
 
 
