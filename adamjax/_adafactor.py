@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from adamjax import _formats, _piece, _scaling
 from adamjax import _moments as mo
-from adamjax import _piece, _scaling
 from adamjax import _validation as v
 
 DecayRateFn = Callable[[jax.Array, Any], jax.Array]
@@ -107,9 +107,11 @@ def _state_shapes(shape: tuple[int, ...], axes: tuple[int, int] | None) -> tuple
 
 def _zeros_without_axis(like: Any, axis: int, dtype: Any) -> jax.Array:
     """Zeros of ``like``'s shape less ``axis``, placed like a mean of ``like`` over ``axis``
-    (sharded like ``like`` less that axis). A reduction of zeros rather than ``jnp.zeros``, so
-    that the placement is derived from the param; under ``jax.jit`` it folds to a constant."""
-    return jnp.sum(jnp.zeros_like(like, dtype=jnp.uint8), axis=axis, dtype=jnp.uint8).astype(dtype)
+    (sharded like ``like`` less that axis). A reduction of zeros placed like the param rather
+    than ``jnp.zeros``, so that the placement is derived from the param; under ``jax.jit`` it
+    folds to a constant."""
+    zeros = _formats.zeros_like_param(like, jnp.uint8)
+    return jnp.sum(zeros, axis=axis, dtype=jnp.uint8).astype(dtype)
 
 
 def _check_structure(fn: str, updates: Any, state_tree: Any, params: Any = None) -> None:
@@ -270,7 +272,7 @@ def _zero_statistics(p: Any, factoring: _Factoring, nu_dtype: Any) -> tuple[jax.
     axes = factoring.axes(jnp.shape(p))
     if axes is None:
         # Separate buffers: a state donated to jit must not alias itself.
-        return jnp.zeros((1,), dtype), jnp.zeros((1,), dtype), jnp.zeros_like(p, dtype=dtype)
+        return jnp.zeros((1,), dtype), jnp.zeros((1,), dtype), _formats.zeros_like_param(p, dtype)
     long, short = axes
     # Each statistic is a mean over one axis, placed like the param less that axis.
     row = _zeros_without_axis(p, long, dtype)
@@ -524,7 +526,7 @@ def _momentum(decay: Any, accumulator_dtype: Any) -> optax.GradientTransformatio
         accumulator_dtype = jax.dtypes.canonicalize_dtype(accumulator_dtype)
 
     def init_fn(params: optax.Params) -> AdafactorMomentumState:
-        ema = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=accumulator_dtype), params)
+        ema = jax.tree.map(lambda p: _formats.zeros_like_param(p, accumulator_dtype), params)
         return AdafactorMomentumState(jnp.zeros([], jnp.int32), ema)
 
     def update_fn(updates, state, params=None, **extra_args):

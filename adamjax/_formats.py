@@ -401,6 +401,24 @@ def _dtype_of(like: Any) -> jnp.dtype:
     return jnp.dtype(like.dtype if hasattr(like, "dtype") else jnp.result_type(like))
 
 
+def zeros_like_param(like: Any, dtype: Any = None, *, fill: Any = 0) -> Any:
+    """An array of the param ``like``'s shape, every entry ``fill`` (the zero state; ``fill``
+    says what zero is stored as, e.g. the 8-bit code of 0) in ``dtype`` (``None``: ``like``'s),
+    placed like ``like`` eagerly, under ``jax.eval_shape`` and under ``jax.jit`` with explicit or
+    auto mesh axes. ``like`` is an array, a tracer or a ``jax.ShapeDtypeStruct``.
+
+    Under ``jax.jit`` with auto axes a tracer carries no sharding, and an array built from its
+    shape alone (``jnp.zeros_like``) is a constant that the compiler places on one device. A
+    select on the param ties the result to it, so sharding propagation gives it the param's
+    sharding; its branches are both ``fill``, so NaN or inf in the param cannot reach the state,
+    and XLA folds the select away: the compiled init still just writes the constant.
+    """
+    if not isinstance(like, jax.core.Tracer):
+        return jnp.full_like(like, fill, dtype=dtype)  # keeps a concrete or abstract sharding
+    fill = jnp.asarray(fill, _dtype_of(like) if dtype is None else dtype)
+    return jnp.where(like == like, fill, fill)
+
+
 class MomentFormat:
     """How a moment is stored; pass one as ``mu_dtype``/``nu_dtype``. Subclasses: the result of
     :func:`q8` and of :func:`stochastic_bf16`."""
@@ -410,9 +428,9 @@ class MomentFormat:
     def init(self, like: Any, *, signed: bool) -> Any:
         """The zero moment of the param ``like`` (an array or a ``jax.ShapeDtypeStruct``).
 
-        Built from ``like`` with ``*_like`` operations, never from its shape alone, so that it
-        is placed like the param: sharded the same way, eagerly and under ``jax.jit`` with
-        explicit mesh axes (``jnp.zeros(shape)`` would put it on the default device)."""
+        Built with :func:`zeros_like_param`, never from the shape alone, so that it is placed
+        like the param: sharded the same way, eagerly and under ``jax.jit`` with explicit or
+        auto mesh axes (``jnp.zeros(shape)`` would put it on the default device)."""
         raise NotImplementedError
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
@@ -438,16 +456,14 @@ class Q8(MomentFormat):
             )
         dtype = jnp.result_type(jnp.float32, param_dtype)
         if math.prod(shape) < self.min_size:
-            return jnp.zeros_like(like, dtype=dtype)
+            return zeros_like_param(like, dtype)
         zeros = jnp.zeros([], jnp.float32)
         codes = quantize(zeros, mapping=self.mapping, signed=signed).codes  # the code of 0
         # The scale is derived from zeros the way quantize() derives it from a moment, so it
         # is placed as every update will place it (blocks of a sharded axis stay sharded).
-        blocked = _to_blocks(
-            jnp.zeros_like(like, dtype=jnp.uint8), num_blocks(shape, self.block_size)
-        )
+        blocked = _to_blocks(zeros_like_param(like, jnp.uint8), num_blocks(shape, self.block_size))
         return QuantizedArray(
-            jnp.full_like(like, codes, dtype=codes.dtype),
+            zeros_like_param(like, codes.dtype, fill=codes),
             jnp.sum(blocked, axis=-1, dtype=jnp.uint8).astype(jnp.float32),
         )
 
@@ -470,7 +486,7 @@ class StochasticBF16(MomentFormat):
             raise TypeError(
                 "stochastic_bf16: bfloat16 moments are for real params, got a complex leaf"
             )
-        return jnp.zeros_like(like, dtype=jnp.bfloat16)
+        return zeros_like_param(like, jnp.bfloat16)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         return stochastic_round_bf16(x, key)
@@ -492,7 +508,7 @@ class Cast(MomentFormat):
                 "real dtype for real params"
             )
         dtype = _moments.storage_dtype(param_dtype, self.dtype, real=not signed)
-        return jnp.zeros_like(like, dtype=dtype)
+        return zeros_like_param(like, dtype)
 
     def store(self, x: jax.Array, like: Any, key: jax.Array | None, signed: bool) -> Any:
         del key, signed

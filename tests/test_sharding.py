@@ -21,9 +21,12 @@ param when its sharding is the one this rule derives from the param's (``_CHILD`
 
 The sharded updates run under auto mesh axes (``AxisType.Auto``), where the compiler propagates
 shardings itself, and the rule is exactly what it gives every state leaf
-(``test_update_keeps_state_sharding``). The jitted init and a second sharded update run under
-explicit axes (``AxisType.Explicit``), where the params' shardings are part of their types, so
-that ``jax.jit(tx.init)`` can see them.
+(``test_update_keeps_state_sharding``). ``jax.jit(tx.init)`` runs under both kinds of axes. Under
+explicit axes (``AxisType.Explicit``) the params' shardings are part of their types. Under auto
+axes a traced param carries no sharding, and a zero built from its shape alone is a constant the
+compiler puts on one device (``optax.adam`` does); adamjax ties each zero to its param
+(``adamjax._formats.zeros_like_param``) so that propagation places it, and the params given to
+that init hold NaN and infinities, which must not reach the zero state.
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ OPTIMIZERS: dict[str, str] = {
     "adam_q8": "adamjax.adam(1e-3, mu_dtype=adamjax.q8(min_size=0), "
     "nu_dtype=adamjax.q8(min_size=0))",
 }
+
+# The other moment formats, whose update is elementwise like adam's: only their init is checked.
+INIT_ONLY: dict[str, str] = {
+    "adam_bf16": "adamjax.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)",
+    "adam_stochastic_bf16": "adamjax.adam(1e-3, mu_dtype=adamjax.stochastic_bf16(), "
+    "nu_dtype=adamjax.stochastic_bf16())",
+    # Below min_size, so stored as float32 arrays rather than codes and scales.
+    "adam_q8_small_leaves": "adamjax.adam(1e-3, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8())",
+}
+INITS = OPTIMIZERS | INIT_ONLY
 
 # The collective kinds of each compiled update. The elementwise updates need none: every entry
 # of the new state depends only on the same entry of the old state and of the gradient.
@@ -98,7 +111,7 @@ _CHILD = textwrap.dedent(
     from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
     import adamjax
 
-    OPTIMIZERS = json.loads(sys.argv[1])
+    OPTIMIZERS, INIT_ONLY = json.loads(sys.argv[1]), json.loads(sys.argv[2])
     STEPS = 8
     KINDS = ("all-gather", "all-reduce", "collective-permute", "all-to-all", "reduce-scatter")
     SHAPES = {"w": (16, 32), "b": (32,), "t": (8, 16, 4), "s": ()}
@@ -107,6 +120,12 @@ _CHILD = textwrap.dedent(
     HOST = {k: np.asarray(rng.standard_normal(s), np.float32) for k, s in SHAPES.items()}
     GRADS = [{k: np.asarray(0.1 * rng.standard_normal(s), np.float32) for k, s in SHAPES.items()}
              for _ in range(STEPS)]
+    # The params with NaN, inf and -inf entries (the scalar is NaN): the zero state may depend on
+    # where a param is, never on what it holds.
+    HOSTILE = {k: np.where(np.arange(x.size).reshape(x.shape) % 4 == 0, np.nan, x)
+               for k, x in HOST.items()}
+    HOSTILE["w"][1::2] = np.inf
+    HOSTILE["t"][:, ::3] = -np.inf
     AUTO = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
     EXPLICIT = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
     ONE = jax.devices()[0]
@@ -170,6 +189,22 @@ _CHILD = textwrap.dedent(
             return updates, optax.apply_updates(params, updates), state
         return step
 
+    def same(a, b):
+        # Bitwise, and a NaN anywhere is a difference.
+        return (jax.tree.structure(a) == jax.tree.structure(b)
+                and all(x.dtype == y.dtype and np.array_equal(np.asarray(x), np.asarray(y))
+                        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)))
+
+    def check_init(tx):
+        out = {}
+        with jax.set_mesh(EXPLICIT):
+            out["init_jit_explicit"] = placement(jax.jit(tx.init)(put(HOST, EXPLICIT)), EXPLICIT)
+        out["init_eager"] = placement(tx.init(put(HOST, AUTO)), AUTO)
+        state = jax.jit(tx.init)(put(HOSTILE, AUTO))
+        out["init_jit_auto"] = placement(state, AUTO)
+        out["init_jit_auto_equals_eager"] = same(state, tx.init(HOST))
+        return out
+
     def compare(sharded, single):
         equal, worst = True, 0.0
         for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single), strict=True):
@@ -180,12 +215,14 @@ _CHILD = textwrap.dedent(
                 equal, worst = False, max(worst, float(np.max(np.abs(a - b))) / scale)
         return {"bitwise": equal, "max_rel_diff": worst}
 
+    def build(expr):
+        return eval(expr, {"adamjax": adamjax, "optax": optax, "jnp": jnp})
+
     def check(expr):
-        tx = eval(expr, {"adamjax": adamjax, "optax": optax, "jnp": jnp})
-        step, out = step_of(tx), {}
+        tx = build(expr)
+        step, out = step_of(tx), check_init(tx)
         with jax.set_mesh(EXPLICIT):
             params = put(HOST, EXPLICIT)
-            out["init_jit_explicit"] = placement(jax.jit(tx.init)(params), EXPLICIT)
             try:
                 state = put(tx.init(HOST), EXPLICIT)
                 compiled = jax.jit(step).lower(params, state, put(GRADS[0], EXPLICIT)).compile()
@@ -196,7 +233,6 @@ _CHILD = textwrap.dedent(
             except Exception as e:  # reported, and asserted on, by the parent
                 out["update_explicit"] = {"error": f"{type(e).__name__}: {str(e)[:600]}"}
         params = put(HOST, AUTO)
-        out["init_eager"] = placement(tx.init(params), AUTO)
         state = put(tx.init(HOST), AUTO)
         compiled = jax.jit(step).lower(params, state, put(GRADS[0], AUTO)).compile()
         out["collectives"] = collectives(compiled)
@@ -217,6 +253,37 @@ _CHILD = textwrap.dedent(
     report = {"devices": jax.device_count(), "optimizers": {}}
     for name, expr in OPTIMIZERS.items():
         report["optimizers"][name] = check(expr)
+    for name, expr in INIT_ONLY.items():
+        report["optimizers"][name] = check_init(build(expr))
+
+    # jit(init) under auto axes elsewhere: output shardings given from jax.eval_shape (the
+    # documented pattern), one device, complex params, and nnx Variables (bare 8-bit moments).
+    report["out_shardings"] = {}
+    for name in ("adam_q8", "adafactor"):
+        tx, params = build(OPTIMIZERS[name]), put(HOSTILE, AUTO)
+        abstract = jax.eval_shape(tx.init, params)
+        state = jax.jit(tx.init, out_shardings=shardings(abstract, AUTO))(params)
+        report["out_shardings"][name] = {"rows": placement(state, AUTO),
+                                         "equals_eager": same(state, tx.init(HOST))}
+    report["one_device"] = {}
+    for name in ("adam_q8", "adafactor", "swats"):
+        tx = build(OPTIMIZERS[name])
+        # Not the default device, where a constant would land.
+        state = jax.jit(tx.init)(jax.device_put(HOSTILE, jax.devices()[5]))
+        devices = {d.id for x in jax.tree.leaves(state) for d in x.sharding.device_set}
+        report["one_device"][name] = {"devices": sorted(devices),
+                                      "equals_eager": same(state, tx.init(HOST))}
+    cplx = {k: (x + 1j * x).astype(np.complex64) for k, x in HOSTILE.items()}
+    tx = build(OPTIMIZERS["adam"])
+    state = jax.jit(tx.init)(put(cplx, AUTO))
+    report["complex"] = {"rows": placement(state, AUTO), "equals_eager": same(state, tx.init(cplx))}
+    from flax import nnx
+    report["nnx"] = {}
+    for name in ("adam", "adam_q8"):
+        tx = build(OPTIMIZERS[name])
+        state = jax.jit(tx.init)({k: nnx.Param(x) for k, x in put(HOSTILE, AUTO).items()})
+        eager = tx.init({k: nnx.Param(x) for k, x in HOST.items()})
+        report["nnx"][name] = {"rows": placement(state, AUTO), "equals_eager": same(state, eager)}
 
     # Controls: the checks above can fail.
     params = put(HOST, AUTO)
@@ -234,7 +301,7 @@ def report() -> dict[str, Any]:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "JAX_PLATFORMS": "cpu"}  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(OPTIMIZERS)],
+        [sys.executable, "-c", _CHILD, json.dumps(OPTIMIZERS), json.dumps(INIT_ONLY)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -256,7 +323,7 @@ def _wrong(rows: list[dict[str, Any]]) -> list[str]:
 
 def test_child_sees_eight_devices(report: dict[str, Any]) -> None:
     assert report["devices"] == 8
-    assert set(report["optimizers"]) == set(OPTIMIZERS)
+    assert set(report["optimizers"]) == set(INITS)
 
 
 def test_collective_detector_finds_the_all_reduce_of_a_global_norm(report: dict[str, Any]) -> None:
@@ -281,7 +348,7 @@ def test_placement_check_passes_for_optax_adam_and_flags_a_one_device_state(
 # ---- every optimizer -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", INITS)
 def test_jitted_init_places_state_like_the_params(report: dict[str, Any], name: str) -> None:
     """Under explicit mesh axes the params' shardings are part of their types, so ``jax.jit(init)``
     can (and must) give every state leaf the sharding of the rule in the module docstring: the
@@ -291,7 +358,18 @@ def test_jitted_init_places_state_like_the_params(report: dict[str, Any], name: 
     assert _wrong(rows) == []
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", INITS)
+def test_jitted_init_under_auto_axes(report: dict[str, Any], name: str) -> None:
+    """Under auto axes (``jax.make_mesh`` and ``jax.device_put``, the usual set-up)
+    ``jax.jit(init)`` gives every state leaf the rule's sharding too, and the state it builds from
+    params holding NaN and infinities equals, bitwise, the eager init of finite params."""
+    result = report["optimizers"][name]
+    assert any(r["mirrors"] for r in result["init_jit_auto"])
+    assert _wrong(result["init_jit_auto"]) == []
+    assert result["init_jit_auto_equals_eager"]
+
+
+@pytest.mark.parametrize("name", INITS)
 def test_eager_init_places_moments_like_the_params(report: dict[str, Any], name: str) -> None:
     """``tx.init(params)`` outside jit (as ``nnx.Optimizer`` calls it): a moment of a sharded
     param is sharded like it, not gathered onto one device."""
@@ -339,3 +417,47 @@ def test_update_under_explicit_axes(report: dict[str, Any], name: str) -> None:
     assert set(result["collectives"]) == EXPECTED_COLLECTIVES[name]
     assert _wrong(result["state"]) == []
     assert _wrong(result["params"]) == []
+
+
+# ---- jit(init) under auto axes in other settings --------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "reduced"), [("adam_q8", ".scale"), ("adafactor", ".v_row")])
+def test_jitted_init_with_out_shardings_from_eval_shape(
+    report: dict[str, Any], name: str, reduced: str
+) -> None:
+    """The pattern of docs/scaling.md: ``jax.eval_shape(tx.init, params)`` gives the state's
+    structure and shapes, a rule maps them to shardings, and ``jax.jit(tx.init,
+    out_shardings=...)`` builds the state there, leaves not of a param's shape included."""
+    result = report["out_shardings"][name]
+    assert any(reduced in r["path"] for r in result["rows"])
+    assert _wrong(result["rows"]) == []
+    assert result["equals_eager"]
+
+
+@pytest.mark.parametrize("name", ["adam_q8", "adafactor", "swats"])
+def test_jitted_init_on_one_device(report: dict[str, Any], name: str) -> None:
+    """Params committed to one device (not the default one): the whole state is built there."""
+    result = report["one_device"][name]
+    assert result["devices"] == [5]
+    assert result["equals_eager"]
+
+
+def test_jitted_init_of_complex_params(report: dict[str, Any]) -> None:
+    """A complex param's first moment is complex and its second real; both follow the param."""
+    result = report["complex"]
+    assert {r["path"] for r in result["rows"] if r["mirrors"]} == {
+        f"[0].{m}['{k}']" for m in ("mu", "nu") for k in ("w", "b", "t", "s")
+    }
+    assert _wrong(result["rows"]) == []
+    assert result["equals_eager"]
+
+
+@pytest.mark.parametrize("name", ["adam", "adam_q8"])
+def test_jitted_init_of_nnx_variables(report: dict[str, Any], name: str) -> None:
+    """A tree of ``nnx.Param`` (``zeros_moment`` unwraps each): the moments follow the params,
+    in a copy of the Variable or, for 8-bit moments, bare."""
+    result = report["nnx"][name]
+    assert any(r["mirrors"] for r in result["rows"])
+    assert _wrong(result["rows"]) == []
+    assert result["equals_eager"]
