@@ -1,9 +1,10 @@
 """Construction-time checks of hyperparameters and update-time checks of trees.
 
 Every message names the function, the parameter, the value received and what is valid, e.g.
-``adam: b1 must be in [0, 1), got 1.0``. Only concrete Python/NumPy numbers are range-checked:
-jax arrays, tracers (``optax.inject_hyperparams``) and schedules pass through unchecked, because
-their values are not known when the transformation is built.
+``adam: b1 must be in [0, 1), got 1.0``. Concrete values (Python and NumPy numbers, 0-d NumPy
+and jax arrays) are range-checked in the precision the optimizer computes in; tracers
+(``optax.inject_hyperparams`` under ``jit``) and schedules are checked for type and shape only,
+because their values are not known when the transformation is built.
 """
 
 import inspect

@@ -2,8 +2,10 @@
 
 Each mutant replaces one exact piece of adamjax's source (it must occur exactly once) in a
 scratch copy of the repository, then runs the tests that should catch it. A mutant is *caught*
-when those tests fail, *survives* when they pass. The script prints one line per mutant and
-exits 1 if any survives or no longer applies (the source it names has changed: update it).
+when those tests fail, *survives* when they pass. Each selection of tests is first run without
+any mutant and must pass, so that a broken selection cannot pass for a catch. The script
+prints one line per mutant and exits 1 unless every mutant is caught (one that no longer
+applies names source that has changed: update it).
 
 Usage (from the repository root; about 10 minutes on 2 cores)::
 
@@ -116,6 +118,12 @@ MUTANTS = [
         (ALIAS,), "amsgrad",
     ),
     Mutant(
+        "radam_threshold_off_by_one", "_radam.py",
+        "adaptive = rho > threshold",
+        "adaptive = rho > threshold - 1",
+        (ALIAS,), "radam_switches",
+    ),
+    Mutant(
         "nadam_look_ahead_in_int32", "_nadam.py",
         "t = jnp.asarray(count, dtype) + 1",
         "t = jnp.asarray(count + 1, dtype)",
@@ -201,12 +209,15 @@ MUTANTS = [
 
 
 def _copy_repository(dest: Path) -> None:
-    for name in ("adamjax", "tests", "examples", "pyproject.toml"):
-        src = ROOT / name
+    """Everything the tests may import or read (benchmarks/, docs/, README.md, ...), not .git."""
+    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "_build", "*.egg-info")
+    for src in ROOT.iterdir():
+        if src.name == ".git":
+            continue
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / src.name, ignore=ignore)
         else:
-            shutil.copy2(src, dest / name)
+            shutil.copy2(src, dest / src.name)
 
 
 def _env(scratch: Path) -> dict[str, str]:
@@ -221,24 +232,34 @@ def _check_imports_the_copy(scratch: Path) -> None:
         raise SystemExit(f"the tests would import {found.stdout.strip()}, not the scratch copy")
 
 
-def run(mutant: Mutant, scratch: Path) -> str:
+def _pytest(mutant: Mutant, scratch: Path) -> int:
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command += [*mutant.tests] + (["-k", mutant.keyword] if mutant.keyword else [])
+    return subprocess.run(command, cwd=scratch, env=_env(scratch), capture_output=True).returncode
+
+
+def run(mutant: Mutant, scratch: Path, baseline: dict) -> str:
     """Applies ``mutant`` in ``scratch`` (a copy of the repository), runs its tests, restores
-    the file, and returns ``"caught"``, ``"SURVIVED"`` or ``"DOES NOT APPLY"``."""
+    the file, and returns ``"caught"`` (the tests fail), ``"SURVIVED"`` (they pass), or why
+    the mutant says nothing: it no longer applies, its tests fail without it (the baseline,
+    run once per selection), or pytest ended for another reason (collection error, no test)."""
     path = scratch / "adamjax" / mutant.file
     source = path.read_text()
     if source.count(mutant.old) != 1:
         return "DOES NOT APPLY"
+    selection = (mutant.tests, mutant.keyword)
+    if selection not in baseline:
+        baseline[selection] = _pytest(mutant, scratch)
+    if baseline[selection] != 0:
+        return "BASELINE FAILS"
     path.write_text(source.replace(mutant.old, mutant.new))
     try:
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-        command += [*mutant.tests] + (["-k", mutant.keyword] if mutant.keyword else [])
-        result = subprocess.run(command, cwd=scratch, env=_env(scratch), capture_output=True)
+        code = _pytest(mutant, scratch)
     finally:
         path.write_text(source)
-    # 1: tests failed (caught); 5: no test selected, which would make the mutant look caught.
-    if result.returncode == 5:
-        return "NO TESTS SELECTED"
-    return "caught" if result.returncode != 0 else "SURVIVED"
+    # pytest: 0 all passed, 1 some test failed; 2-5 interrupted, internal or usage error, none
+    # collected, which must not pass for a catch.
+    return {0: "SURVIVED", 1: "caught"}.get(code, f"PYTEST EXIT {code}")
 
 
 def main(words: list[str]) -> int:
@@ -247,10 +268,10 @@ def main(words: list[str]) -> int:
         scratch = Path(tmp)
         _copy_repository(scratch)
         _check_imports_the_copy(scratch)
-        outcomes = {}
+        outcomes, baseline = {}, {}
         for mutant in chosen:
             start = time.perf_counter()
-            outcomes[mutant.name] = run(mutant, scratch)
+            outcomes[mutant.name] = run(mutant, scratch, baseline)
             seconds = time.perf_counter() - start
             print(f"{outcomes[mutant.name]:>17}  {mutant.name}  ({seconds:.0f} s)", flush=True)
     caught = sum(o == "caught" for o in outcomes.values())
