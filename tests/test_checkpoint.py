@@ -36,6 +36,9 @@ import pytest
 
 import adamjax
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 BEFORE = 5  # steps before the checkpoint (odd: MultiSteps(every_k_schedule=2) is mid-accumulation)
 AFTER = 7  # steps after it
 LR = 1e-2

@@ -36,6 +36,9 @@ from test_checkpoint import CASES, differing_leaves, initial_params, make_step, 
 
 from helpers import max_rel_err
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 STEPS = 10
 B2 = 0.999  # every case's b2 (the default)
 EPS32 = float(np.finfo(np.float32).eps)

@@ -12,6 +12,9 @@ from test_examples import assert_lists_written_files
 
 from helpers import load_example, read_example_outputs
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:

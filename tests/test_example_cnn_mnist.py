@@ -18,6 +18,9 @@ from test_examples import assert_lists_written_files
 
 from helpers import EXAMPLES_DIR, load_example, read_example_outputs
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 N_TRAIN, N_TEST = 128, 32
 
 

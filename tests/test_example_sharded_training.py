@@ -17,6 +17,9 @@ from test_examples import assert_lists_written_files
 
 from helpers import EXAMPLES_DIR, load_example, read_example_outputs
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 SCRIPT = EXAMPLES_DIR / "sharded_training.py"
 # Test images: one misclassified image moves the accuracy by 1/360.
 TEST_IMAGES = 1797 - 1437

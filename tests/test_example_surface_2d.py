@@ -14,6 +14,9 @@ from test_examples import assert_lists_written_files
 
 from helpers import load_example, read_example_outputs
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 ADAMJAX = ("adam", "amsgrad", "adamw", "nadam")
 
 

@@ -34,6 +34,9 @@ import adamjax
 
 from helpers import assert_bitwise_equal
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 OPTIMIZERS = (
     "adam",
     "adamw",

@@ -41,6 +41,9 @@ from typing import Any
 
 import pytest
 
+# An exhaustive layer: run with `pytest -m slow` (.ci/run does).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # name -> the expression that builds it in the child (``adamjax``, ``optax`` are in scope).

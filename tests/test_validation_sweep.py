@@ -255,6 +255,7 @@ def _exercise(fn: str, built: Any) -> None:
         params, state = optax.apply_updates(params, updates), new_state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fn", "param", "value"), CONSTRUCTION)
 def test_hyperparameter(fn, param, value):
     raw = VALUES[value]
