@@ -30,7 +30,7 @@ from adamjax import _validation as v
 
 
 class ScaleByAdaBoundState(NamedTuple):
-    r"""State of :func:`scale_by_adabound`.
+    r"""State of scale_by_adabound.
 
     Besides the moments, the state records the scalars of the last step (the learning rate, the
     bounds, the bias corrections and the placed eps), so diagnostics can rebuild the step sizes and
@@ -108,7 +108,14 @@ def clipped_step_size(
 
 
 def adabound_bounds(final_lr: Any, gamma: Any, t: Any) -> tuple[jax.Array, jax.Array]:
-    r"""Returns AdaBound's bounds :math:`(\eta_l(t), \eta_u(t))` on the step size at step ``t``.
+    r"""Returns AdaBound's bounds (lower, upper) on the step size at step t.
+
+    Bounds::
+
+        lower = final_lr * (1 - 1 / (gamma*t + 1))
+        upper = final_lr * (1 + 1 / (gamma*t))              (+inf where gamma*t = 0)
+
+    In the paper's notation:
 
     .. math::
 
@@ -226,6 +233,15 @@ def scale_by_adabound(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Scales updates by AdaBound's clipped step size (the learning rate included).
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2             (t = 1, 2, ...)
+        amsbound=True:  v_max = max(v_max, v), used in place of v below
+        step = learning_rate * sqrt(1 - b2**t) / ((1 - b1**t) * (sqrt(v + eps_root) + eps))
+        final = final_lr * learning_rate / learning_rate_0         (learning_rate_0: at init)
+        lower = final * (1 - 1 / (gamma*t + 1));  upper = final * (1 + 1 / (gamma*t))
+        update = clip(step, lower, upper) * m                      (positive: not negated)
 
     With the moments of :func:`~adamjax.scale_by_adam`, bias corrections
     :math:`c_{k,t} = 1 - \prod_{i \le t}\beta_{k,i}` (:math:`1-\beta_k^t` for constants) and the
@@ -448,7 +464,17 @@ def adabound(
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""AdaBound / AMSBound (Luo et al. 2019), as the authors' package ``adabound`` runs it.
+    r"""AdaBound / AMSBound (Luo et al. 2019), as the authors' package adabound runs it.
+
+    Update rule::
+
+        g = g + weight_decay * param                               (coupled L2)
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2             (t = 1, 2, ...)
+        amsbound=True:  v_max = max(v_max, v), used in place of v below
+        step = learning_rate * sqrt(1 - b2**t) / ((1 - b1**t) * (sqrt(v + eps_root) + eps))
+        final = final_lr * learning_rate / learning_rate_0         (learning_rate_0: at init)
+        lower = final * (1 - 1 / (gamma*t + 1));  upper = final * (1 + 1 / (gamma*t))
+        update = -clip(step, lower, upper) * m
 
     .. math::
 

@@ -32,7 +32,7 @@ DecayRateFn = Callable[[jax.Array, Any], jax.Array]
 
 
 class ScaleByFactoredRmsState(NamedTuple):
-    r"""State of :func:`scale_by_factored_rms`.
+    r"""State of scale_by_factored_rms.
 
     Every leaf of the params has one leaf in each of ``v_row``, ``v_col`` and ``v``; the ones a
     leaf does not use hold a zero array of shape ``(1,)``, so the tree structure never depends on
@@ -55,7 +55,7 @@ class ScaleByFactoredRmsState(NamedTuple):
 
 
 class ClipByBlockRmsState(NamedTuple):
-    r"""State of :func:`clip_by_block_rms`.
+    r"""State of clip_by_block_rms.
 
     Attributes:
       clip_count: int32 scalar, the number of updates applied so far (not called ``count``, so
@@ -70,7 +70,7 @@ class ClipByBlockRmsState(NamedTuple):
 
 
 class AdafactorMomentumState(NamedTuple):
-    r"""State of :func:`adafactor`'s momentum: ``optax.EmaState``'s fields, renamed.
+    r"""State of adafactor's momentum: the fields of optax.EmaState, renamed.
 
     Attributes:
       momentum_count: int32 scalar, the number of updates applied so far (not called ``count``:
@@ -166,6 +166,18 @@ def scale_by_factored_rms(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Divides updates by a factored root-mean-square estimate (Adafactor's preconditioner).
+
+    Update rule::
+
+        beta = 1 - t**(-decay_rate),  t = max(count - step_offset, 0) + 1
+        factored leaf (largest axis L, second-largest S, both >= min_dim_size_to_factor):
+            v_row = beta*v_row + (1-beta) * mean(|g|**2 + epsilon, over L)
+            v_col = beta*v_col + (1-beta) * mean(|g|**2 + epsilon, over S)
+            v_hat = v_row * v_col / mean(v_row, over S)          (broadcast to g's shape)
+        any other leaf:
+            v = beta*v + (1-beta) * (|g|**2 + epsilon);  v_hat = v
+        update = g / sqrt(v_hat)
+        decay_rate_fn given:  beta = decay_rate_fn(t - 1, decay_rate)
 
     A leaf is *factored* when ``factored`` is true, it has rank >= 2 and its two largest axes both
     have at least ``min_dim_size_to_factor`` entries (the rule of ``optax.adafactor`` and Mesh
@@ -417,7 +429,11 @@ def _factored_rms(
 
 
 def clip_by_block_rms(threshold: float | jax.Array = 1.0) -> optax.GradientTransformationExtraArgs:
-    r"""Clips each leaf's update to RMS at most :math:`d` and records the clipping factor.
+    r"""Clips each leaf's update to an RMS of at most threshold and records the clipping factor.
+
+    Update rule::
+
+        update = u / max(1, sqrt(mean(|u|**2)) / threshold)          (per leaf)
 
     .. math::
 
@@ -481,10 +497,14 @@ def _clip_by_block_rms(
 
 
 def relative_step_schedule(cap: float | jax.Array = 1e-2) -> optax.Schedule:
-    r"""The paper's relative step size :math:`\rho_t = \min(\mathrm{cap}, 1/\sqrt t)`.
+    r"""The paper's relative step size min(cap, 1 / sqrt(count + 1)), as an optax schedule.
 
-    An optax schedule of the 0-based count, so :math:`t` = count + 1. It is evaluated in the
-    default float dtype (float64 under x64).
+    .. math::
+
+        \rho_t = \min(\mathrm{cap}, 1/\sqrt t), \qquad t = \mathrm{count} + 1,
+
+    with the 0-based count of optax's schedules. It is evaluated in the default float dtype
+    (float64 under x64).
 
     Args:
       cap: the largest step, a finite number > 0 (the paper uses :math:`10^{-2}`).
@@ -559,7 +579,19 @@ def adafactor(
     relative_step_cap: float = 1e-2,
     eps_scale: float = 1e-3,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Adafactor (Shazeer & Stern 2018), spelled like ``optax.adafactor``.
+    r"""Adafactor (Shazeer & Stern 2018), spelled like optax.adafactor.
+
+    Update rule::
+
+        u = g / sqrt(v_hat)              (v_hat: the factored estimate of scale_by_factored_rms)
+        u = u / max(1, rms(u) / clipping_threshold)        (rms(x) = sqrt(mean(|x|**2)), per leaf)
+        u = lr * u,  lr = learning_rate, or min(relative_step_cap, 1 / sqrt(t)) if it is None
+        u = max(eps_scale, rms(param)) * u                 (multiply_by_parameter_scale)
+        m = momentum*m + (1-momentum)*u;  u = m
+        update = -(u + weight_decay_rate * param)
+
+    A step whose option is ``None`` or ``False`` is skipped (the step size too, with
+    ``learning_rate=None`` and ``relative_step=False``).
 
     The positional parameters are ``optax.adafactor``'s, in its order; adamjax's additions are
     keyword-only.

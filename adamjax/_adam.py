@@ -14,7 +14,7 @@ from adamjax import _validation as v
 
 
 class ScaleByAdamState(NamedTuple):
-    r"""State of :func:`scale_by_adam`.
+    r"""State of scale_by_adam.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -32,7 +32,7 @@ class ScaleByAdamState(NamedTuple):
 
 
 class ScaleByAmsgradState(NamedTuple):
-    r"""State of :func:`scale_by_amsgrad`.
+    r"""State of scale_by_amsgrad.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -63,6 +63,15 @@ def scale_by_adam(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by Adam's bias-corrected moments (Kingma & Ba 2015).
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g
+        v = b2*v + (1-b2)*|g|**2
+        m_hat = m / (1 - b1**t);  v_hat = v / (1 - b2**t)          (t = 1, 2, ...)
+        update = m_hat / (sqrt(v_hat + eps_root) + eps)
+        eps_mode="hat":  update = sqrt(1-b2**t)/(1-b1**t) * m / (sqrt(v + eps_root) + eps)
+        nesterov=True:   m_hat = b1*m / (1 - b1**(t+1)) + (1-b1)*g / (1 - b1**t)
 
     .. math::
 
@@ -125,6 +134,13 @@ def scale_by_amsgrad(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates like Adam, dividing by a running maximum of the second moment ("max-v").
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2;  m_hat = m / (1 - b1**t)
+        max_of="raw":        v_max = max(v_max, v);  v_hat = v_max / (1 - b2**t)
+        max_of="corrected":  v_max = max(v_max, v / (1 - b2**t));  v_hat = v_max
+        update = m_hat / (sqrt(v_hat + eps_root) + eps)
 
     AMSGrad (Reddi et al. 2018) never lets the denominator shrink. The two conventions in use
     differ in *what* the maximum is taken of:
@@ -309,7 +325,15 @@ def adam(
     eps_mode: mo.EpsMode = "paper",
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Adam (Kingma & Ba 2015): :func:`~adamjax.scale_by_adam` then the learning rate.
+    r"""Adam (Kingma & Ba 2015): scale_by_adam, then the learning rate.
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2
+        m_hat = m / (1 - b1**t);  v_hat = v / (1 - b2**t)          (t = 1, 2, ...)
+        update = -learning_rate * m_hat / (sqrt(v_hat + eps_root) + eps)
+
+    In the notation of :func:`~adamjax.scale_by_adam`:
 
     .. math::
 
@@ -373,6 +397,15 @@ def adamw(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2
+        m_hat = m / (1 - b1**t);  v_hat = v / (1 - b2**t)          (t = 1, 2, ...)
+        d = m_hat / (sqrt(v_hat + eps_root) + eps)
+        update = -learning_rate * (d + weight_decay * param)
+        weight_decay_scaling="schedule":
+            update = -schedule_multiplier * (learning_rate * d + weight_decay * param)
 
     The positional parameters are ``optax.adamw``'s, in its order. Two conventions scale the decay:
 
@@ -455,6 +488,13 @@ def amsgrad(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSGrad (Reddi et al. 2018): max-v moment scaling, optional decay, learning rate.
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2;  m_hat = m / (1 - b1**t)
+        v_max = max(v_max, v);  v_hat = v_max / (1 - b2**t)          (max_of="raw")
+        v_max = max(v_max, v / (1 - b2**t));  v_hat = v_max           (max_of="corrected")
+        update = -learning_rate * (m_hat / (sqrt(v_hat + eps_root) + eps) + weight_decay * param)
 
     The positional parameters are ``optax.amsgrad``'s. With ``weight_decay=0`` (default) this
     computes exactly ``adam(amsgrad=True)``; with a positive ``weight_decay`` it is

@@ -15,7 +15,7 @@ ADAMAX_EPS_MODES: tuple[str, ...] = ("max", "denominator")
 
 
 class ScaleByAdamaxState(NamedTuple):
-    r"""State of :func:`scale_by_adamax`.
+    r"""State of scale_by_adamax.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -49,6 +49,13 @@ def scale_by_adamax(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by Adamax's infinity norm (Kingma & Ba 2015, §7.1).
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g
+        u = max(b2*u, |g| + eps)                  (eps_mode="max", the default: eps inside)
+        update = m / (1 - b1**t) / u              (t = 1, 2, ...; u needs no bias correction)
+        eps_mode="denominator":  u = max(b2*u, |g|);  update = m / (1 - b1**t) / (u + eps)
 
     .. math::
 
@@ -158,6 +165,16 @@ def adamax(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adamax (Kingma & Ba 2015, §7.1): Adam with the infinity norm as second moment.
+
+    Update rule::
+
+        g = g + weight_decay * param                      (L2: decoupled_weight_decay=False)
+        m = b1*m + (1-b1)*g
+        u = max(b2*u, |g| + eps)                  (eps_mode="max", the default: eps inside)
+        d = m / (1 - b1**t) / u                   (t = 1, 2, ...; u needs no bias correction)
+        update = -learning_rate * d
+        eps_mode="denominator":  u = max(b2*u, |g|);  d = m / (1 - b1**t) / (u + eps)
+        decoupled_weight_decay=True:  no L2;  update = -learning_rate * (d + weight_decay * param)
 
     .. math::
 

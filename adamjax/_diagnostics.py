@@ -107,7 +107,7 @@ from adamjax._scaling import ScaleByLearningRateState
 
 
 class DiagnosticsState(NamedTuple):
-    """State of :func:`with_diagnostics`.
+    """State of with_diagnostics.
 
     Attributes:
       diagnostics_count: int32 scalar, the number of updates applied so far (steps on which
@@ -255,7 +255,7 @@ def with_diagnostics(
     histogram_range: tuple[float, float] = (1e-8, 1.0),
     learning_rate: _piece.ScalarOrSchedule | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Wraps ``tx`` so that its state carries the latest step's diagnostics.
+    r"""Wraps tx so that its state carries the latest step's diagnostics.
 
     ``update`` returns exactly ``tx``'s updates; the wrapper only adds reductions, whose results
     it keeps in :attr:`DiagnosticsState.metrics` (read them with :func:`diagnostics`). Every
@@ -546,7 +546,7 @@ def _find_diagnostics(tree: Any) -> DiagnosticsState | None:
 
 
 def diagnostics(opt_state: Any) -> dict[str, jax.Array]:
-    """Returns the latest step's metrics from a state of :func:`with_diagnostics`.
+    """Returns the latest step's metrics from a state of with_diagnostics.
 
     ``opt_state`` may be the wrapper's own state or any state containing it (a chain, an
     ``optax.MultiSteps`` state, a flax ``nnx.Optimizer``'s ``opt_state``). Call it inside the

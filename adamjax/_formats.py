@@ -214,10 +214,12 @@ class QuantizedArray(NamedTuple):
 
     @property
     def mapping(self) -> str:
+        """The name of the 256-entry map: "dynamic" (uint8 codes) or "linear" (int8 codes)."""
         return "linear" if self.codes.dtype == jnp.int8 else "dynamic"
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of the moment (the param's shape)."""
         return self.codes.shape
 
     @property
@@ -227,14 +229,17 @@ class QuantizedArray(NamedTuple):
 
     @property
     def size(self) -> int:
+        """The number of entries of the moment."""
         return self.codes.size
 
     @property
     def ndim(self) -> int:
+        """The number of axes of the moment."""
         return self.codes.ndim
 
     @property
     def nbytes(self) -> int:
+        """The bytes the moment takes: its codes and its scales."""
         return self.codes.nbytes + self.scale.nbytes
 
 
@@ -523,7 +528,7 @@ class Cast(MomentFormat):
 
 
 def q8(block_size: int = 256, mapping: str = "dynamic", min_size: int = 4096) -> Q8:
-    """8-bit block-wise quantized moments, for ``mu_dtype=`` and ``nu_dtype=``.
+    """8-bit block-wise quantized moments, to pass as mu_dtype or nu_dtype.
 
     Args:
       block_size: entries per block along the last axis, an integer >= 1 (256 as in Dettmers et
@@ -542,7 +547,7 @@ def q8(block_size: int = 256, mapping: str = "dynamic", min_size: int = 4096) ->
 
 
 def stochastic_bf16(seed: int = 0) -> StochasticBF16:
-    """bfloat16 moments written with stochastic rounding, for ``mu_dtype=`` and ``nu_dtype=``.
+    """bfloat16 moments written with stochastic rounding, to pass as mu_dtype or nu_dtype.
 
     Args:
       seed: an integer >= 0; the rounding of step ``t`` uses ``jax.random.key(seed)`` folded with
@@ -553,9 +558,15 @@ def stochastic_bf16(seed: int = 0) -> StochasticBF16:
 
 
 def moment_presets() -> dict[str, dict[str, Any]]:
-    """Named ``mu_dtype``/``nu_dtype`` pairs, the same format for both moments: ``float32`` (the
-    params' dtype), ``bfloat16``, ``sr-bfloat16``, ``q8`` and ``q8-linear``. The examples'
-    ``--moments`` flag and the benchmarks choose by these names."""
+    """Named mu_dtype/nu_dtype pairs, the same storage format for both moments.
+
+    The names are ``float32`` (the params' dtype), ``bfloat16``, ``sr-bfloat16``, ``q8`` and
+    ``q8-linear``. The examples' ``--moments`` flag and the benchmarks choose by these names.
+
+    Returns:
+      A dict from each name to the keyword arguments to pass (``{}`` for ``float32``), e.g.
+      ``adamjax.adamw(1e-3, **adamjax.moment_presets()["q8"])``.
+    """
     return {
         "float32": {},
         "bfloat16": {"mu_dtype": jnp.bfloat16, "nu_dtype": jnp.bfloat16},
@@ -658,15 +669,21 @@ def update_leaves(
 
 
 class StochasticRoundingState(NamedTuple):
-    """State of :func:`stochastic_rounding`: the int32 step ``rounding_count`` its keys fold in
-    (named so that ``optax.tree_utils.tree_get(state, "count")`` still finds the optimizer's
-    one count when this piece ends its chain)."""
+    """State of stochastic_rounding: the int32 step rounding_count that its keys fold in.
+
+    Named so that ``optax.tree_utils.tree_get(state, "count")`` still finds the optimizer's one
+    count when this piece ends its chain.
+    """
 
     rounding_count: jax.Array
 
 
 def stochastic_rounding(seed: int = 0) -> optax.GradientTransformationExtraArgs:
-    r"""Makes ``optax.apply_updates`` round bfloat16 params stochastically; last in a chain.
+    r"""Makes optax.apply_updates round bfloat16 params stochastically; put it last in a chain.
+
+    Update rule::
+
+        update = float32(SR(p + u)) - p         (bfloat16 p; other leaves: update = u)
 
     For every bfloat16 param :math:`p` with update :math:`u`, it returns the float32 update
     :math:`\operatorname{SR}(p + u) - p`, where SR rounds the float32 sum to bfloat16 stochastically

@@ -43,14 +43,18 @@ class History:
         return len(self._rows)
 
     def append(self, metrics: Mapping[str, Any], **extra: Any) -> None:
-        """Records one step: a dict from :func:`adamjax.diagnostics` plus any extra scalars
-        (e.g. ``loss=loss``). Values are fetched from the device."""
+        """Records one step: a metrics dict plus any extra scalars (e.g. loss=loss).
+
+        The dict is what :func:`adamjax.diagnostics` returns; values are fetched from the device.
+        """
         row = {**metrics, **extra}
         self._rows.append({k: np.asarray(x) for k, x in jax.device_get(row).items()})
 
     def extend(self, metrics: Mapping[str, Any], **extra: Any) -> None:
-        """Records several steps at once from arrays with a leading step axis, e.g. the stacked
-        metrics of a ``jax.lax.scan`` over steps."""
+        """Records several steps at once from arrays with a leading step axis.
+
+        For example the stacked metrics of a ``jax.lax.scan`` over steps.
+        """
         stacked = {k: np.asarray(x) for k, x in jax.device_get({**metrics, **extra}).items()}
         lengths = {x.shape[0] if x.ndim else None for x in stacked.values()}
         if len(lengths) != 1 or None in lengths:

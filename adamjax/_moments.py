@@ -20,7 +20,7 @@ Dtypes: arithmetic runs in at least float32, so bfloat16/float16 states stay usa
 storage formats in :mod:`adamjax._formats` decode and encode at the boundary).
 """
 
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 import jax
 import jax.numpy as jnp
@@ -158,15 +158,27 @@ class StepScalars(NamedTuple):
     max_correction: jax.Array | None = None
 
     @classmethod
-    def initial(cls, dtype: Any, *, with_max: bool = False) -> "StepScalars":
-        """The scalars a state holds before its first update: every field 0 (:math:`c_0 = 0`)."""
+    def initial(cls, dtype: Any, *, with_max: bool = False) -> Self:
+        """The scalars a state holds before its first update: every field 0.
+
+        Args:
+          dtype: the real dtype of the scalars (the params' scalar dtype).
+          with_max: whether to include ``max_correction`` (for a running maximum of the second
+            moment); without it the field is ``None``.
+        """
         # A new array per field: a state donated to jit must not hold one buffer twice.
         zeros = [jnp.zeros([], dtype) for _ in range(4 + with_max)]
         return cls(*zeros) if with_max else cls(*zeros, None)
 
     @classmethod
-    def of(cls, dtype: Any, **scalars: Any) -> "StepScalars":
-        """The scalars given by keyword, each cast to the real ``dtype``."""
+    def of(cls, dtype: Any, **scalars: Any) -> Self:
+        """The scalars given by keyword, each cast to the real dtype given.
+
+        Args:
+          dtype: the real dtype of the scalars.
+          **scalars: the fields by name; a complex value keeps its real part, ``None`` stays
+            ``None``.
+        """
         return cls(**{k: None if x is None else _real_scalar(x, dtype) for k, x in scalars.items()})
 
 
@@ -216,7 +228,7 @@ class MomentStep(NamedTuple):
     eps_root: Any
     ahead: Decay | None = None
 
-    def record(self, dtype: Any, **extra: Any) -> "StepScalars":
+    def record(self, dtype: Any, **extra: Any) -> StepScalars:
         """The :class:`StepScalars` the state keeps (``extra``: ``max_correction``)."""
         return StepScalars.of(
             dtype,

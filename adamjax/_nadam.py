@@ -13,7 +13,7 @@ from adamjax import _validation as v
 
 
 class ScaleByNadamState(NamedTuple):
-    r"""State of :func:`scale_by_nadam`.
+    r"""State of scale_by_nadam.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -64,7 +64,14 @@ def scale_by_nadam(
     eps_mode: mo.EpsMode = "paper",
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Rescales updates by NAdam's moments and Dozat's momentum schedule (``torch.optim.NAdam``).
+    r"""Rescales updates by NAdam's moments and Dozat's momentum schedule (torch.optim.NAdam).
+
+    Update rule::
+
+        mu(t) = b1 * (1 - 0.5 * 0.96**(t * momentum_decay))        (t = 1, 2, ...)
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2
+        m_bar = mu(t+1)*m / (1 - mu(1)*...*mu(t+1)) + (1-mu(t))*g / (1 - mu(1)*...*mu(t))
+        update = m_bar / (sqrt(v / (1 - b2**t) + eps_root) + eps)
 
     The moments are Adam's, with the constant (or scheduled) :math:`\beta_1`, :math:`\beta_2`.
     The first-moment estimate weights them with the momentum schedule
@@ -182,7 +189,17 @@ def nadam(
     eps_mode: mo.EpsMode = "paper",
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    r"""NAdam as ``torch.optim.NAdam``: Adam with Dozat's Nesterov momentum schedule.
+    r"""NAdam as torch.optim.NAdam: Adam with Dozat's Nesterov momentum schedule.
+
+    Update rule::
+
+        g = g + weight_decay * param                      (L2: decoupled_weight_decay=False)
+        mu(t) = b1 * (1 - 0.5 * 0.96**(t * momentum_decay))        (t = 1, 2, ...)
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2
+        m_bar = mu(t+1)*m / (1 - mu(1)*...*mu(t+1)) + (1-mu(t))*g / (1 - mu(1)*...*mu(t))
+        d = m_bar / (sqrt(v / (1 - b2**t) + eps_root) + eps)
+        update = -learning_rate * d
+        decoupled_weight_decay=True:  no L2;  update = -learning_rate * (d + weight_decay * param)
 
     .. math::
 

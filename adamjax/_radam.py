@@ -12,8 +12,7 @@ from adamjax import _validation as v
 
 
 class ScaleByRadamState(NamedTuple):
-    r"""State of :func:`scale_by_radam`: :class:`~adamjax.ScaleByAdamState`'s fields and the
-    rectification.
+    r"""State of scale_by_radam: the fields of ScaleByAdamState and the rectification.
 
     Attributes:
       count: int32 scalar, the number of updates applied so far.
@@ -70,6 +69,15 @@ def scale_by_radam(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Rescales updates by Rectified Adam (Liu et al. 2020).
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2;  m_hat = m / (1 - b1**t)
+        rho_inf = 2/(1-b2) - 1;  rho = rho_inf - 2*t*b2**t / (1 - b2**t)     (t = 1, 2, ...)
+        r = sqrt((rho-4)*(rho-2)*rho_inf / ((rho_inf-4)*(rho_inf-2)*rho))
+        update = r * m_hat * sqrt(1 - b2**t) / (sqrt(v + eps_root) + eps)   if rho > threshold
+        update = m_hat                                                      otherwise
+        eps_mode="paper":  the first case is r * m_hat / (sqrt(v / (1 - b2**t) + eps_root) + eps)
 
     While the variance of the adaptive learning rate is intractable (:math:`\rho_t \le`
     ``threshold``) the update is momentum SGD, :math:`\hat m_t`; afterwards it is Adam's
@@ -214,6 +222,18 @@ def radam(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""RAdam (Liu et al. 2020): Adam with a rectified adaptive learning rate.
+
+    Update rule::
+
+        g = g + weight_decay * param                      (L2: decoupled_weight_decay=False)
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2;  m_hat = m / (1 - b1**t)
+        rho_inf = 2/(1-b2) - 1;  rho = rho_inf - 2*t*b2**t / (1 - b2**t)     (t = 1, 2, ...)
+        r = sqrt((rho-4)*(rho-2)*rho_inf / ((rho_inf-4)*(rho_inf-2)*rho))
+        d = r * m_hat * sqrt(1 - b2**t) / (sqrt(v + eps_root) + eps)   if rho > threshold (5)
+        d = m_hat                                                      otherwise
+        update = -learning_rate * d
+        eps_mode="paper":  the first case is r * m_hat / (sqrt(v / (1 - b2**t) + eps_root) + eps)
+        decoupled_weight_decay=True:  no L2;  update = -learning_rate * (d + weight_decay * param)
 
     .. math::
 

@@ -16,7 +16,7 @@ WEIGHT_DECAY_SCALINGS: tuple[str, ...] = ("learning_rate", "schedule")
 
 
 class ScaleByLearningRateState(NamedTuple):
-    r"""State of :func:`scale_by_learning_rate`.
+    r"""State of scale_by_learning_rate.
 
     The field names differ from every optax state's, so that ``optax.tree_utils.tree_get(state,
     "count")`` finds the moment piece's count, and ``tree_get``/``tree_set`` of
@@ -36,12 +36,17 @@ class ScaleByLearningRateState(NamedTuple):
 def scale_by_learning_rate(
     learning_rate: _piece.ScalarOrSchedule | None = None, *, flip_sign: bool = True
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Multiplies updates by :math:`-\alpha_t` (or :math:`\alpha_t`) and records :math:`\alpha_t`.
+    r"""Multiplies updates by minus the learning rate (or plus it) and records the rate.
 
-    The same updates as ``optax.scale_by_learning_rate``: a Python number multiplies weakly typed,
-    an array or a schedule's value is cast to each update's dtype first. The only difference is
-    the state, which keeps the step's learning rate so that :func:`adamjax.with_diagnostics` can
-    report effective per-parameter learning rates. Every adamjax alias uses this piece.
+    Update rule::
+
+        update = -learning_rate * u               (flip_sign=False: learning_rate * u)
+
+    The same updates as ``optax.scale_by_learning_rate``: a Python number multiplies weakly
+    typed, an array or a schedule's value is cast to each update's dtype first. The only
+    difference is the state, which keeps the step's learning rate so that
+    :func:`adamjax.with_diagnostics` can report effective per-parameter learning rates. Every
+    adamjax alias uses this piece.
 
     Args:
       learning_rate: :math:`\alpha`, a finite number >= 0, a jax array or an optax schedule of the
@@ -94,9 +99,11 @@ def _learning_rate(
 
 
 class WeightDecayScheduleState(NamedTuple):
-    """State of :func:`add_decayed_weights` with a scheduled decay: the int32 step
-    ``schedule_count`` (optax's ``WeightDecaySchedule``, with a field name that does not shadow
-    the moment piece's ``count``). A constant decay keeps ``optax.EmptyState``."""
+    """State of add_decayed_weights with a scheduled decay: the int32 step schedule_count.
+
+    Like optax's ``WeightDecaySchedule``, with a field name that does not shadow the moment
+    piece's ``count``. A constant decay keeps ``optax.EmptyState``.
+    """
 
     schedule_count: jax.Array
 
@@ -104,7 +111,11 @@ class WeightDecayScheduleState(NamedTuple):
 def add_decayed_weights(
     weight_decay: _piece.ScalarOrSchedule = 0.0, mask: Any | None = None
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Adds decoupled weight decay :math:`\lambda_t \theta_{t-1}` to the updates.
+    r"""Adds decoupled weight decay, weight_decay times the params, to the updates.
+
+    Update rule::
+
+        update = u + weight_decay * param         (param: before the step; leaves in mask only)
 
     .. math::
 

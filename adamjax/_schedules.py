@@ -21,12 +21,19 @@ def _epoch(count: jax.Array, steps_per_epoch: int) -> jax.Array:
 
 
 def beta1_decay(b1: float, rate: float, steps_per_epoch: int = 1) -> optax.Schedule:
-    r"""Returns the decaying momentum :math:`\beta_{1,k} = \beta_1 / (1 + \text{rate} \cdot e)`.
+    r"""Returns the decaying momentum b1 / (1 + rate * epoch).
+
+    Here epoch = count // steps_per_epoch, for the 0-based update count:
+
+    .. math::
+
+        \beta_{1,k} = \beta_1 / (1 + \text{rate} \cdot e), \qquad
+        e = \lfloor k / \text{steps\_per\_epoch} \rfloor.
 
     Args:
       b1: the initial :math:`\beta_1`, in [0, 1).
       rate: decay per epoch, >= 0.
-      steps_per_epoch: steps per epoch :math:`e`, a positive integer.
+      steps_per_epoch: steps per epoch (the epoch :math:`e` counts them), a positive integer.
 
     Returns:
       A schedule of the update count, for ``b1`` of any Adam-family piece or alias.
@@ -48,8 +55,14 @@ def beta1_decay(b1: float, rate: float, steps_per_epoch: int = 1) -> optax.Sched
 
 
 def beta1_cyclic(b1: float, period: float, steps_per_epoch: int = 1) -> optax.Schedule:
-    r"""Returns the cyclic momentum
-    :math:`\beta_{1,k} = \beta_1 (1 + \sin(\pi e / \text{period})) / 2`.
+    r"""Returns the cyclic momentum b1 * (1 + sin(pi * epoch / period)) / 2.
+
+    Here epoch = count // steps_per_epoch, for the 0-based update count:
+
+    .. math::
+
+        \beta_{1,k} = \beta_1 (1 + \sin(\pi e / \text{period})) / 2, \qquad
+        e = \lfloor k / \text{steps\_per\_epoch} \rfloor.
 
     The momentum oscillates between 0 and :math:`\beta_1` with a period of ``2 * period`` epochs,
     starting at :math:`\beta_1/2`.
@@ -57,7 +70,7 @@ def beta1_cyclic(b1: float, period: float, steps_per_epoch: int = 1) -> optax.Sc
     Args:
       b1: the peak :math:`\beta_1`, in [0, 1).
       period: half the cycle length, in epochs, > 0.
-      steps_per_epoch: steps per epoch :math:`e`, a positive integer.
+      steps_per_epoch: steps per epoch (the epoch :math:`e` counts them), a positive integer.
 
     Returns:
       A schedule of the update count, for ``b1`` of any Adam-family piece or alias.

@@ -116,7 +116,7 @@ PHASE_SGD = 1
 
 
 class ScaleBySwatsState(NamedTuple):
-    r"""State of :func:`scale_by_swats`.
+    r"""State of scale_by_swats.
 
     The switching fields (``rate_ema`` to ``switch_learning_rate``, and ``sgd_step_size``) are
     0-d arrays with ``granularity="global"``, and pytrees of 0-d arrays shaped like the params
@@ -579,7 +579,25 @@ def scale_by_swats(
 ) -> optax.GradientTransformationExtraArgs:
     r"""The SWATS step (Keskar & Socher 2017, Algorithm 1), returned with the gradient's sign.
 
-    Adam phase, at step :math:`k` with gradient :math:`g_k`:
+    Update rule::
+
+        Adam phase, at step k = 1, 2, ...:
+            m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2
+            m_hat = m / (1 - b1**k);  v_hat = v / (1 - b2**k)
+            u = learning_rate * m_hat / (sqrt(v_hat + eps_root) + eps)
+            gamma = dot(u, u) / dot(u, g)                       (only where dot(u, g) != 0)
+            lam = b2*lam + (1-b2)*gamma;  Lambda = lam / (1 - b2**k)
+            switch to SGD after this step if k > 1, Lambda > 0 and
+                |Lambda - gamma| < switch_tol + switch_rtol * |gamma|
+        SGD phase (Lambda as at the switch; the Adam moments frozen):
+            buf = b1*buf + g;  u = (1-b1) * Lambda * buf
+            sgd_schedule="relative":  Lambda times learning_rate / (learning_rate at the switch)
+            nesterov=True:  g + b1*buf in place of buf
+        update = u               (the gradient's sign: chain optax.scale(-1.0) to descend)
+
+    The dot products run over all leaves (``granularity="global"``) or over each leaf
+    (``"leaf"``, each leaf then switching on its own). The Adam phase, at step :math:`k` with
+    gradient :math:`g_k`:
 
     .. math::
 
@@ -743,6 +761,19 @@ def swats(
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""SWATS: Adam that switches to SGD with momentum (Keskar & Socher 2017).
+
+    Update rule::
+
+        Adam phase, at step k = 1, 2, ...:
+            m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2
+            a = learning_rate * (m / (1 - b1**k)) / (sqrt(v / (1 - b2**k) + eps_root) + eps)
+            update = -a
+            switch to SGD after this step if k > 1, Lambda > 0 and
+                |Lambda - gamma| < switch_tol + switch_rtol * |gamma|,
+            with gamma = dot(a, a) / dot(a, g) and Lambda its bias-corrected EMA (decay b2)
+        SGD phase (Lambda as at the switch):
+            buf = b1*buf + g;  update = -(1-b1) * Lambda * buf
+            sgd_schedule="relative" (default): Lambda times learning_rate / its value at the switch
 
     .. math::
 

@@ -28,7 +28,8 @@ The paper's synthetic *experiment* (§5) uses :math:`\beta_1 = 0.9, \beta_2 = 0.
 large gradient every 101 steps, not every 3; the last command above runs it.
 
 It writes ``amsgrad_counterexample.png`` (:math:`x_t` and the average regret :math:`R_t/t`
-against t, log axes) and ``metrics.json``, and prints the final values. ``--quick`` runs 3,000
+against t, log axes) and ``metrics.json``, and prints the final values and the paths of both
+files. ``--quick`` runs 3,000
 steps, for tests. Three optimizers run: ``adamjax.adam``, ``adamjax.amsgrad`` (maximum of the
 raw :math:`v_t`, as torch) and ``adamjax.amsgrad(max_of="corrected")`` (maximum of the
 bias-corrected :math:`\hat v_t`, as ``optax.amsgrad``).
@@ -203,7 +204,7 @@ def plot(paths: dict[str, np.ndarray], regrets: dict[str, np.ndarray], title: st
              ylabel="$R_t / t$", title="average regret")  # fmt: skip
     for ax in (ax_x, ax_r):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=common.LEGEND_FONTSIZE)
     fig.suptitle(title, fontsize=9)
     return fig
 
@@ -301,15 +302,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"gradient +1010 if t mod {args.period} = 1 else -10, x in [-1, 1]; step {step}, "
         f"b1={args.b1:g}, b2={args.b2:.3g}, x1={args.x0:g}"
     )
-    common.save_figure(plot(paths, regrets, title), args.out / "amsgrad_counterexample.png")
-    common.write_metrics(args.out, metrics, args=common.args_dict(args), device=devices)
+    written = [
+        common.save_figure(plot(paths, regrets, title), args.out / "amsgrad_counterexample.png"),
+        common.write_metrics(args.out, metrics, args=common.args_dict(args), device=devices),
+    ]
 
     print(f"\n{'optimizer':<18} {'final x':>8} {'mean x (last 10%)':>18} {'R_T/T':>10}")
     for name, m in results.items():
         print(f"{name:<18} {m['final_x']:>8.4f} {m['mean_x_last_tenth']:>18.4f} "
               f"{m['average_regret']:>10.4g}")  # fmt: skip
     print(f"{args.steps} rounds; optimum x* = -1; wall time {metrics['seconds']:.1f} s "
-          f"(without plotting); wrote {args.out}")  # fmt: skip
+          "(without plotting)")  # fmt: skip
+    common.report_written(written)
     return metrics
 
 

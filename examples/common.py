@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +61,16 @@ def add_common_args(
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
-    """Resolves the run length from ``--quick`` and creates the output directory."""
+    """Resolves the run length from ``--quick``.
+
+    The output directory is not created here but by the first file written into it
+    (``save_figure``, ``write_metrics``, ``write_text``), so a run that fails earlier, on a
+    download for instance, leaves no empty directory behind.
+    """
     length, default, quick = args._length
     del args._length
     if getattr(args, length) is None:
         setattr(args, length, quick if args.quick else default)
-    args.out.mkdir(parents=True, exist_ok=True)
     return args
 
 
@@ -171,10 +175,26 @@ def add_moments_arg(parser: argparse.ArgumentParser) -> None:
 
 def write_metrics(out: Path, metrics: dict[str, Any], **context: Any) -> Path:
     """Writes ``metrics`` with the run's context (flags, devices) to ``out/metrics.json``."""
-    path = out / "metrics.json"
     payload = {"metrics": metrics, **context}
-    path.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+    text = json.dumps(_jsonable(payload), indent=2, sort_keys=True)
+    return write_text(out / "metrics.json", text)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Writes ``text`` and a final newline to ``path``, creating its directory; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
     return path
+
+
+def report_written(paths: Sequence[Path]) -> None:
+    """Prints one ``wrote <path>`` line per file the run wrote, as the run's last lines.
+
+    The paths are printed as the script built them from ``--out`` (relative to the working
+    directory for the default ``out/...``), so each line can be pasted into a shell.
+    """
+    for path in paths:
+        print(f"wrote {path}")
 
 
 def args_dict(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,8 +229,15 @@ def new_figure(rows: int = 1, cols: int = 1, *, width: float = 5.0, height: floa
     return fig, axes
 
 
+# Twice the 110 dpi of the first figures: sharp on high-density screens and when zoomed.
+DPI = 220
+# Legend entries at this size or larger stay legible when a figure is viewed at full width.
+LEGEND_FONTSIZE = 9
+
+
 def save_figure(fig, path: Path) -> Path:
-    """Saves ``fig`` as a PNG at ``path`` and reports it."""
-    fig.savefig(path, dpi=220)  # 2x: sharp on high-density screens
-    print(f"wrote {path}")
+    """Saves ``fig`` as a PNG of ``DPI`` dots per inch at ``path`` (creating its directory);
+    returns ``path`` for the run's ``report_written`` list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
     return path

@@ -7,9 +7,10 @@ the same batches, at its own usual learning rate (the table in ``common.py``):
     python examples/compare_optimizers.py --model cnn      # the CNN of cnn_mnist.py on 8x8 digits
     python examples/compare_optimizers.py --optimizers adam amsgrad sgd_momentum
 
-It writes ``curves.png`` (training loss and test accuracy per epoch, adamjax variants solid,
-optax baselines dashed), ``comparison.md`` (final metrics and wall time per optimizer) and
-``metrics.json`` to ``--out``, and prints the table. Wall time includes the compilation;
+It writes ``curves.png`` (training loss and test accuracy per epoch; adamjax variants solid, each
+in its own colour, optax baselines grey with their own dashes and markers), ``comparison.md``
+(final metrics and wall time per optimizer) and ``metrics.json`` to ``--out``, prints the table
+and then the path of every file it wrote. Wall time includes the compilation;
 "s/epoch" is the median of the epochs after the first, i.e. the steady state. One run per
 optimizer and seed: differences of a few tenths of a point in accuracy are noise.
 """
@@ -86,26 +87,59 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict[str, dict[str, Any]], path, title: str):
-    """Training loss (log scale) and test accuracy per epoch for every optimizer."""
+# adamjax's variants are solid lines, each in its own colour: matplotlib's default ten with its
+# grey (C7) swapped for navy, as grey is the baselines' (past ten variants, the colours repeat
+# dash-dotted). optax's baselines are grey, each with its own dash pattern and marker. So no two
+# lines share a colour, the baselines read as a group, and they stay apart in greyscale print.
+ADAMJAX_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "navy", "C8", "C9")
+ADAMJAX_LINESTYLES = ("-", "-.")
+BASELINE_STYLES = (("0.0", "--", "o"), ("0.4", "-.", "s"), ("0.6", ":", "^"))
+
+
+def line_style(name: str) -> dict[str, Any]:
+    """Colour, line style and marker of ``name``'s curves, fixed by its place among its
+    library's entries in ``common.OPTIMIZERS``, so that a run with a subset of ``--optimizers``
+    draws each optimizer as the full comparison does."""
+    library = common.OPTIMIZERS[name].library
+    index = [n for n, spec in common.OPTIMIZERS.items() if spec.library == library].index(name)
+    if library == "adamjax":
+        colors, styles = ADAMJAX_COLORS, ADAMJAX_LINESTYLES
+        ls = styles[index // len(colors) % len(styles)]
+        return {"color": colors[index % len(colors)], "ls": ls, "marker": None}
+    color, ls, marker = BASELINE_STYLES[index % len(BASELINE_STYLES)]
+    return {"color": color, "ls": ls, "marker": marker}
+
+
+def plot(results: dict[str, dict[str, Any]], title: str):
+    """Training loss (log scale) and test accuracy per epoch for every optimizer; returns the
+    matplotlib ``Figure``, with one legend for both panels on its right."""
     fig, axes = common.new_figure(1, 2, width=5.5, height=4.2)
     for name, r in results.items():
-        style = "-" if common.OPTIMIZERS[name].library == "adamjax" else "--"
         epochs = np.arange(1, len(r["train_loss"]) + 1)
-        axes[0, 0].semilogy(epochs, r["train_loss"], style, label=name)
-        axes[0, 1].plot(epochs, r["test_accuracy_curve"], style, label=name)
+        # About ten markers per line, whatever the number of epochs.
+        style = {**line_style(name), "lw": 1.5, "ms": 4, "markevery": max(1, len(epochs) // 10)}
+        axes[0, 0].semilogy(epochs, r["train_loss"], label=name, **style)
+        axes[0, 1].plot(epochs, r["test_accuracy_curve"], label=name, **style)
     axes[0, 0].set(xlabel="epoch", ylabel="training loss", title="training loss")
     axes[0, 1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
-    axes[0, 1].legend(fontsize=7, ncol=2, loc="lower right")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
+    # Outside the axes, so that no curve hides behind the thirteen entries.
+    fig.legend(
+        *axes[0, 0].get_legend_handles_labels(),
+        loc="outside right center",
+        fontsize=common.LEGEND_FONTSIZE,
+        title="adamjax: colour\noptax: grey",
+        title_fontsize=common.LEGEND_FONTSIZE,
+    )
     fig.suptitle(title)
-    return common.save_figure(fig, path)
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Trains the model with each optimizer; writes the figure, table and JSON; returns the
-    results per optimizer (``mlp_digits.train``'s dict plus ``learning_rate``)."""
+    """Trains the model with each optimizer; writes the figure, table and JSON and prints their
+    paths; returns the results per optimizer (``mlp_digits.train``'s dict plus
+    ``learning_rate``)."""
     args = parse_args(argv)
     devices = common.report_devices()
     load, train, _, _ = MODELS[args.model]
@@ -129,10 +163,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         results[name] = {**result, "learning_rate": lr}
     table = markdown_table(results)
     title = f"{args.model} on digits, {args.epochs} epochs, seed {args.seed}"
-    plot(results, args.out / "curves.png", title)
-    (args.out / "comparison.md").write_text(f"{title}\n\n{table}\n")
-    common.write_metrics(args.out, results, args=common.args_dict(args), device=devices)
+    written = [
+        common.save_figure(plot(results, title), args.out / "curves.png"),
+        common.write_text(args.out / "comparison.md", f"{title}\n\n{table}"),
+        common.write_metrics(args.out, results, args=common.args_dict(args), device=devices),
+    ]
     print(f"\n{title}\n\n{table}\n\ntotal {time.perf_counter() - start:.1f} s")
+    common.report_written(written)
     return results
 
 

@@ -310,7 +310,8 @@ def make_tx(args: argparse.Namespace) -> optax.GradientTransformation:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Trains the MLP, writes ``mlp_digits.png`` and ``metrics.json``, and returns the metrics.
+    """Trains the MLP, writes ``mlp_digits.png`` and ``metrics.json`` (and prints their paths),
+    and returns the metrics.
 
     Args:
         argv: Command-line arguments without the program name; ``None`` reads ``sys.argv``.
@@ -332,13 +333,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         desc=args.optimizer,
     )
-    plot(result, args.out / "mlp_digits.png", f"{args.optimizer} on digits ({args.task} MLP)")
-    common.write_metrics(args.out, result, args=common.args_dict(args), device=devices)
+    written = [
+        plot(result, args.out / "mlp_digits.png", f"{args.optimizer} on digits ({args.task} MLP)"),
+        common.write_metrics(args.out, result, args=common.args_dict(args), device=devices),
+    ]
     print(
         f"{args.task} MLP, {args.optimizer}: test accuracy {result['test_accuracy']:.4f} "
         f"(test loss {result['test_loss']:.4f}) after {result['steps']} steps, "
         f"{result['seconds']:.1f} s"
     )
+    common.report_written(written)
     return result
 
 

@@ -122,8 +122,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Trains the linen MLP, writes ``mlp_digits_linen.png`` and ``metrics.json``; returns the
-    metrics (see ``mlp_digits.main``)."""
+    """Trains the linen MLP, writes ``mlp_digits_linen.png`` and ``metrics.json`` (and prints
+    their paths); returns the metrics (see ``mlp_digits.main``)."""
     args = parse_args(argv)
     devices = common.report_devices()
     result = train(
@@ -137,13 +137,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         desc=args.optimizer,
     )
     title = f"{args.optimizer} on digits ({args.task} MLP, flax.linen)"
-    mlp_digits.plot(result, args.out / "mlp_digits_linen.png", title)
-    common.write_metrics(args.out, result, args=common.args_dict(args), device=devices)
+    written = [
+        mlp_digits.plot(result, args.out / "mlp_digits_linen.png", title),
+        common.write_metrics(args.out, result, args=common.args_dict(args), device=devices),
+    ]
     print(
         f"linen {args.task} MLP, {args.optimizer}: test accuracy {result['test_accuracy']:.4f} "
         f"(test loss {result['test_loss']:.4f}) after {result['steps']} steps, "
         f"{result['seconds']:.1f} s"
     )
+    common.report_written(written)
     return result
 
 

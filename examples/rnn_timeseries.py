@@ -303,7 +303,7 @@ def plot(
         ylabel="value",
         title=f"test MSE {metrics['test_mse']:.4f} vs naive {metrics['naive_mse']:.4f}",
     )
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper right", fontsize=common.LEGEND_FONTSIZE)
 
     ax = axes[0, 1]
     curve = np.asarray(metrics["loss_curve"])
@@ -317,7 +317,7 @@ def plot(
     ax.axhline(metrics["test_mse"], color="tab:green", ls="--", label="model test MSE")
     ax.axhline(noise**2, color="k", ls=":", label="noise floor")
     ax.set(xlabel="step", ylabel="training MSE", yscale="log", title="training loss")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper right", fontsize=common.LEGEND_FONTSIZE)
     return common.save_figure(fig, path)
 
 
@@ -380,15 +380,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     metrics["noise_floor"] = args.noise**2
 
-    plot(
-        data,
-        np.asarray(predict(model, data.x_test)),
-        metrics,
-        args.noise,
-        args.out / "forecast.png",
-    )
-    path = common.write_metrics(args.out, metrics, args=common.args_dict(args), device=devices)
-    print(f"wrote {path}")
+    written = [
+        plot(
+            data,
+            np.asarray(predict(model, data.x_test)),
+            metrics,
+            args.noise,
+            args.out / "forecast.png",
+        ),
+        common.write_metrics(args.out, metrics, args=common.args_dict(args), device=devices),
+    ]
     print(
         f"{args.cell} + {args.optimizer} (lr {args.learning_rate:g}), {args.steps} steps: "
         f"test MSE {metrics['test_mse']:.4f}, naive last-value MSE {metrics['naive_mse']:.4f} "
@@ -399,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"MSE against the clean signal {metrics['clean_mse']:.4f}"
     )
     print(f"wall time: {metrics['seconds']:.1f} s")
+    common.report_written(written)
     return metrics
 
 

@@ -22,8 +22,8 @@ library itself never sets XLA flags.
 
 It prints the mesh, a tqdm bar, the partition spec of every moment and the final test accuracy.
 It checks that every moment carries its parameter's sharding, after creation and after training,
-and exits with an error otherwise. ``metrics.json`` in ``--out`` holds the metrics, the specs and
-the result of that check.
+and exits with an error otherwise. ``metrics.json`` in ``--out`` (default ``out/sharded``) holds
+the metrics, the specs and the result of that check; the last line printed is its path.
 
 Measured on a 2-core CPU (seed 0, 30 epochs, 660 steps): test accuracy 0.9750 on 8 fake CPU
 devices (test loss 0.0945) in about 15 s, and 0.9750 on one device (test loss 0.0950, the same
@@ -308,7 +308,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Trains on the mesh, prints the shardings and the test accuracy, writes ``metrics.json``.
+    """Trains on the mesh, prints the shardings and the test accuracy, writes ``metrics.json``
+    and prints its path.
 
     Args:
         argv: Command-line arguments without the program name; ``None`` reads ``sys.argv``.
@@ -325,12 +326,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result = train(args, mesh)
     result["mesh"] = dict(mesh.shape)
     check_shardings(result)
-    common.write_metrics(args.out, result, args=common.args_dict(args), device=devices)
+    path = common.write_metrics(args.out, result, args=common.args_dict(args), device=devices)
     print(
         f"adamw on a {args.data_parallel} x {args.model_parallel} mesh: test accuracy "
         f"{result['test_accuracy']:.4f} (test loss {result['test_loss']:.4f}) after "
         f"{result['steps']} steps, {result['seconds']:.1f} s"
     )
+    common.report_written([path])
     return result
 
 

@@ -8,6 +8,7 @@ from types import ModuleType
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_examples import assert_lists_written_files
 
 from helpers import load_example, read_example_outputs
 
@@ -54,9 +55,11 @@ def test_regret_of_the_worst_and_best_points(example: ModuleType) -> None:
 
 
 def test_quick_run_adam_goes_to_plus_one_and_amsgrad_to_minus_one(
-    example: ModuleType, tmp_path: Path
+    example: ModuleType, tmp_path: Path, capsys
 ) -> None:
     metrics = example.main(["--quick", "--out", str(tmp_path)])
+    listed = assert_lists_written_files(capsys.readouterr().out, tmp_path)
+    assert {path.name for path in listed} == {"amsgrad_counterexample.png", "metrics.json"}
     final = {name: m["final_x"] for name, m in metrics["optimizers"].items()}
     assert final["adam"] > 0, final
     assert final["amsgrad"] < 0, final

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
+import urllib.error
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 from flax import nnx
+from test_examples import assert_lists_written_files
 
-from helpers import load_example, read_example_outputs
+from helpers import EXAMPLES_DIR, load_example, read_example_outputs
 
 N_TRAIN, N_TEST = 128, 32
 
@@ -77,9 +81,11 @@ def test_load_mnist_rejects_a_wrong_checksum_and_keeps_nothing(
 
     with pytest.raises(cnn_mnist.ChecksumError, match=f"SHA-256 {sha256}, expected {wrong}"):
         cnn_mnist.load_mnist(cache, source.as_uri(), wrong)
-    assert list(cache.iterdir()) == []
+    # The directory made for the download went with it.
+    assert not cache.exists()
 
     # A bad file already in the cache is reported, not silently used or deleted.
+    cache.mkdir()
     (cache / "mnist.npz").write_bytes(b"not an npz")
     with pytest.raises(cnn_mnist.ChecksumError, match="delete it to download it again"):
         cnn_mnist.load_mnist(cache, source.as_uri(), sha256)
@@ -95,14 +101,57 @@ def test_load_mnist_explains_what_to_do_offline(
         # Port 9 (discard) is closed on any ordinary machine, so this fails like no network.
         "closed port": "http://127.0.0.1:9/mnist.npz",
     }[where]
-    cache = tmp_path / "cache"
+    cache = tmp_path / "cache" / "mnist"
 
     with pytest.raises(cnn_mnist.DownloadError) as info:
         cnn_mnist.load_mnist(cache, url, "0" * 64)
     message = str(info.value)
     assert "--dataset digits" in message
     assert url in message and str(cache / "mnist.npz") in message
+    # Both directories made for the download went with it.
+    assert not (tmp_path / "cache").exists()
+
+    # A cache directory that was there before stays, as empty as it was.
+    cache.mkdir(parents=True)
+    with pytest.raises(cnn_mnist.DownloadError):
+        cnn_mnist.load_mnist(cache, url, "0" * 64)
     assert list(cache.iterdir()) == []
+
+
+def test_failed_download_in_main_leaves_no_directories(
+    cnn_mnist: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main`` with the default URL on a machine without network (``urlopen`` fails as it
+    does offline): the error explains what to do, and neither the output directory nor the
+    cache directory exists afterwards."""
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(cnn_mnist.urllib.request, "urlopen", offline)
+    out, cache = tmp_path / "out" / "cnn", tmp_path / "cache" / "mnist"
+
+    with pytest.raises(cnn_mnist.DownloadError, match="--dataset digits"):
+        cnn_mnist.main(["--dataset", "mnist", "--out", str(out), "--cache-dir", str(cache)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_download_as_a_script_prints_the_error_and_writes_nothing(tmp_path: Path) -> None:
+    """Run as a user would, from a fake (missing) ``file://`` URL: exit status 1, one ``error:``
+    line on stderr that names the URL and the way out (no traceback), and no directories."""
+    url = (tmp_path / "nowhere" / "mnist.npz").as_uri()
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES_DIR / "cnn_mnist.py"), "--dataset", "mnist", "--quick",
+         "--out", "out/cnn", "--cache-dir", "cache", "--mnist-url", url],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: could not download MNIST from {url}"), error
+    assert "--dataset digits" in error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_evaluate_masks_the_padded_last_batch(cnn_mnist: ModuleType) -> None:
@@ -121,13 +170,16 @@ def test_evaluate_masks_the_padded_last_batch(cnn_mnist: ModuleType) -> None:
     assert loss == pytest.approx(expected_loss, rel=1e-5)
 
 
-def _check_outputs(out: Path, dataset: str, metrics: dict) -> None:
+def _check_outputs(out: Path, dataset: str, metrics: dict, stdout: str, *elsewhere: Path) -> None:
     written = read_example_outputs(out, f"cnn_{dataset}.png")
     assert written["metrics"] == metrics
     assert written["args"]["dataset"] == dataset
+    assert_lists_written_files(stdout, out, *elsewhere)
 
 
-def test_digits_quick_trains_and_writes_outputs(cnn_mnist: ModuleType, tmp_path: Path) -> None:
+def test_digits_quick_trains_and_writes_outputs(
+    cnn_mnist: ModuleType, tmp_path: Path, capsys
+) -> None:
     metrics = cnn_mnist.main(["--dataset", "digits", "--quick", "--out", str(tmp_path)])
 
     # Seed 0 gives 0.944 after the 3 quick epochs (0.939-0.967 over seeds 0-4); chance is 0.1.
@@ -137,11 +189,11 @@ def test_digits_quick_trains_and_writes_outputs(cnn_mnist: ModuleType, tmp_path:
         assert len(metrics[curve]) == cnn_mnist.QUICK_EPOCHS, curve
     assert all(isinstance(v, float) for v in metrics["train_loss"])
     assert metrics["test_accuracy"] == metrics["test_accuracy_curve"][-1]
-    _check_outputs(tmp_path, "digits", metrics)
+    _check_outputs(tmp_path, "digits", metrics, capsys.readouterr().out)
 
 
 def test_mnist_quick_runs_end_to_end_on_a_local_file(
-    cnn_mnist: ModuleType, fake_mnist: tuple[Path, str, dict], tmp_path: Path
+    cnn_mnist: ModuleType, fake_mnist: tuple[Path, str, dict], tmp_path: Path, capsys
 ) -> None:
     source, sha256, _ = fake_mnist
     out, cache = tmp_path / "out", tmp_path / "cache"
@@ -157,4 +209,5 @@ def test_mnist_quick_runs_end_to_end_on_a_local_file(
     for key in ("test_accuracy", "test_loss", "initial_loss", "final_loss", "seconds"):
         assert math.isfinite(metrics[key]), (key, metrics)
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
-    _check_outputs(out, "mnist", metrics)
+    # The download is listed with the run's own files.
+    _check_outputs(out, "mnist", metrics, capsys.readouterr().out, cache / "mnist.npz")

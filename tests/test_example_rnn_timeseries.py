@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from test_examples import assert_lists_written_files
 
 from helpers import load_example, read_example_outputs
 
@@ -17,20 +20,24 @@ def rnn() -> ModuleType:
     return load_example("rnn_timeseries")
 
 
+Run = tuple[Path, dict[str, Any], str]
+
+
 @pytest.fixture(scope="module")
-def quick_runs(
-    rnn: ModuleType, tmp_path_factory: pytest.TempPathFactory
-) -> list[tuple[Path, dict[str, Any]]]:
-    """``--quick`` runs with two seeds, shared by the tests that read their outputs."""
+def quick_runs(rnn: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> list[Run]:
+    """``--quick`` runs with two seeds, shared by the tests that read their outputs: each run's
+    output directory, metrics and printed output."""
     runs = []
     for seed in (0, 1):
         out = tmp_path_factory.mktemp(f"rnn_seed{seed}")
-        runs.append((out, rnn.main(["--quick", "--seed", str(seed), "--out", str(out)])))
+        with contextlib.redirect_stdout(io.StringIO()) as stdout:
+            metrics = rnn.main(["--quick", "--seed", str(seed), "--out", str(out)])
+        runs.append((out, metrics, stdout.getvalue()))
     return runs
 
 
-def test_quick_run_beats_naive_forecast(quick_runs: list[tuple[Path, dict[str, Any]]]) -> None:
-    for _, metrics in quick_runs:
+def test_quick_run_beats_naive_forecast(quick_runs: list[Run]) -> None:
+    for _, metrics, _ in quick_runs:
         # Measured 0.22-0.28 over seeds 0-7 (adam at 2e-3, 600 steps); the naive forecast's
         # error here is ~9 times the noise floor, so an untrained model sits near 1 or above.
         assert metrics["mse_ratio"] < 0.4, metrics["mse_ratio"]
@@ -45,24 +52,24 @@ def test_quick_run_beats_naive_forecast(quick_runs: list[tuple[Path, dict[str, A
         assert metrics["seconds"] > 0
 
 
-def test_quick_run_writes_plot_and_metrics(quick_runs: list[tuple[Path, dict[str, Any]]]) -> None:
-    for out, metrics in quick_runs:
+def test_quick_run_writes_plot_and_metrics(quick_runs: list[Run]) -> None:
+    for out, metrics, stdout in quick_runs:
         payload = read_example_outputs(out, "forecast.png")
         assert payload["metrics"] == metrics
         assert payload["args"]["steps"] == 600
         assert payload["args"]["quick"] is True
         assert payload["args"]["optimizer"] == "adam"
         assert payload["args"]["learning_rate"] == 2e-3
+        listed = assert_lists_written_files(stdout, out)
+        assert [path.name for path in listed] == ["forecast.png", "metrics.json"]
 
 
-def test_naive_mse_matches_direct_computation(
-    rnn: ModuleType, quick_runs: list[tuple[Path, dict[str, Any]]]
-) -> None:
+def test_naive_mse_matches_direct_computation(rnn: ModuleType, quick_runs: list[Run]) -> None:
     series, _ = rnn.make_series(4000, 0.1)
     split = round(0.8 * len(series))
     x = series.astype(np.float64)
     expected = np.mean((x[split:] - x[split - 1 : -1]) ** 2)
-    for _, metrics in quick_runs:
+    for _, metrics, _ in quick_runs:
         assert metrics["naive_mse"] == pytest.approx(expected, rel=1e-5)
     # The series is pinned, not drawn from --seed, so every run is scored on the same future.
     assert quick_runs[0][1]["naive_mse"] == quick_runs[1][1]["naive_mse"]

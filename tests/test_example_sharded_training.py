@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_examples import assert_lists_written_files
 
 from helpers import EXAMPLES_DIR, load_example, read_example_outputs
 
@@ -38,6 +39,8 @@ def _run(out: Path, *flags: str) -> tuple[str, dict[str, Any]]:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # The last line says where the metrics went.
+    assert assert_lists_written_files(done.stdout, out) == [out / "metrics.json"]
     return done.stdout, read_example_outputs(out)
 
 

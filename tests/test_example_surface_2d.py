@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from types import ModuleType
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_examples import assert_lists_written_files
 
 from helpers import load_example, read_example_outputs
 
@@ -21,8 +24,11 @@ def surface_2d() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def quick_run(surface_2d: ModuleType, tmp_path_factory: pytest.TempPathFactory):
+    """The ``--quick`` run's metrics, output directory and printed output."""
     out = tmp_path_factory.mktemp("surface_2d")
-    return surface_2d.main(["--quick", "--out", str(out)]), out
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        metrics = surface_2d.main(["--quick", "--out", str(out)])
+    return metrics, out, stdout.getvalue()
 
 
 def test_test_functions_have_their_minima_where_documented(surface_2d: ModuleType) -> None:
@@ -36,14 +42,16 @@ def test_test_functions_have_their_minima_where_documented(surface_2d: ModuleTyp
 
 
 def test_quick_run_writes_figures_and_metrics(quick_run) -> None:
-    _, out = quick_run
+    _, out, stdout = quick_run
     saved = read_example_outputs(out, "surface_sphere.png", "surface_rosenbrock.png", "loss.png")
     assert saved["metrics"]["rosenbrock"]["optimizers"]["adam"]["steps"] == 500
     assert saved["args"]["quick"] is True
+    listed = assert_lists_written_files(stdout, out)
+    assert len(listed) == 4
 
 
 def test_adamjax_optimizers_descend_on_both_functions(quick_run) -> None:
-    metrics, _ = quick_run
+    metrics, _, _ = quick_run
     sphere, rosen = metrics["sphere"], metrics["rosenbrock"]
     assert sphere["start_f"] == pytest.approx(1.5**2 + 1.8**2, rel=1e-6)
     assert rosen["start_f"] == pytest.approx(12.5, rel=1e-6)

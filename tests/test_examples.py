@@ -1,9 +1,12 @@
 """Tests for the digits examples: ``mlp_digits``, ``mlp_digits_linen``, ``diagnostics`` and
-``compare_optimizers``. Each runs the script's ``main`` as a user would and checks the outcome and
-the files it writes."""
+``compare_optimizers``, and for ``notebooks/build_notebooks.py``. Each runs the script's ``main``
+as a user would and checks the outcome, the files it writes and the list of them it prints.
+
+``assert_lists_written_files`` is shared with the other ``test_example_*.py`` files."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -11,7 +14,26 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from helpers import load_example, read_example_outputs
+from helpers import EXAMPLES_DIR, load_example, read_example_outputs
+
+
+def assert_lists_written_files(stdout: str, out: Path, *elsewhere: Path) -> list[Path]:
+    """Checks that an example's printed output ends with one ``wrote <path>`` line per file it
+    wrote: the paths include ``out`` (the ``--out`` it was given, relative or absolute), each
+    names an existing file, and together they are exactly the files under ``out`` plus
+    ``elsewhere`` (files written outside it, such as a download). Returns the paths."""
+    lines = stdout.rstrip("\n").splitlines()
+    listed = [Path(line.removeprefix("wrote ")) for line in lines if line.startswith("wrote ")]
+    assert listed, f"no 'wrote <path>' line in:\n{stdout[-2000:]}"
+    assert lines[-len(listed) :] == [f"wrote {path}" for path in listed], lines[-10:]
+    assert len(set(listed)) == len(listed), listed
+    for path in listed:
+        assert path.is_file(), path
+    for path in set(listed) - set(elsewhere):
+        assert path.parent == out, (path, out)
+    files = {path for path in out.rglob("*") if path.is_file()}
+    assert {p.resolve() for p in listed} == {p.resolve() for p in (*files, *elsewhere)}
+    return listed
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +62,20 @@ def test_mlp_digits_defaults_reach_the_target_accuracy(
     assert saved["args"]["optimizer"] == "adamw" and saved["args"]["epochs"] == 30
 
 
-def test_mlp_digits_binary_task(mlp_digits: ModuleType, tmp_path: Path) -> None:
-    metrics = mlp_digits.main(["--task", "binary", "--quick", "--out", str(tmp_path)])
+def test_mlp_digits_binary_task(
+    mlp_digits: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # A relative --out, as the default out/mlp_digits is: the printed paths are relative too.
+    monkeypatch.chdir(tmp_path)
+    out = Path("runs/binary")
+    metrics = mlp_digits.main(["--task", "binary", "--quick", "--out", str(out)])
 
     # Odd vs even: a constant guess scores about 0.5.
     assert metrics["test_accuracy"] >= 0.85, metrics
     assert metrics["final_loss"] < metrics["initial_loss"]
-    _check_outputs(tmp_path, "mlp_digits.png", metrics)
+    _check_outputs(out, "mlp_digits.png", metrics)
+    listed = assert_lists_written_files(capsys.readouterr().out, out)
+    assert listed == [out / "mlp_digits.png", out / "metrics.json"]
 
 
 def test_mlp_digits_binary_model_is_tanh_then_sigmoid(mlp_digits: ModuleType) -> None:
@@ -123,7 +152,8 @@ def test_mlp_digits_moments_flag_needs_a_format_capable_optimizer(
 
 def test_mlp_digits_flags(mlp_digits: ModuleType, tmp_path: Path) -> None:
     args = mlp_digits.parse_args(["--quick", "--out", str(tmp_path / "new")])
-    assert args.epochs == 8 and args.hidden == 128 and (tmp_path / "new").is_dir()
+    # The first file written creates the directory: a run that fails before leaves none.
+    assert args.epochs == 8 and args.hidden == 128 and not (tmp_path / "new").exists()
     # An explicit length wins over --quick.
     assert mlp_digits.parse_args(["--quick", "--epochs", "2", "--out", str(tmp_path)]).epochs == 2
     with pytest.raises(SystemExit):
@@ -132,13 +162,15 @@ def test_mlp_digits_flags(mlp_digits: ModuleType, tmp_path: Path) -> None:
         mlp_digits.parse_args(["--optimizer", "adamm", "--out", str(tmp_path)])
 
 
-def test_mlp_digits_linen_trains(tmp_path: Path) -> None:
+def test_mlp_digits_linen_trains(tmp_path: Path, capsys) -> None:
     linen = load_example("mlp_digits_linen")
-    metrics = linen.main(["--quick", "--out", str(tmp_path)])
+    out = tmp_path / "linen"
+    metrics = linen.main(["--quick", "--out", str(out)])
 
     assert metrics["test_accuracy"] >= 0.93, metrics
     assert metrics["steps"] == 8 * (1437 // 64)
-    _check_outputs(tmp_path, "mlp_digits_linen.png", metrics)
+    _check_outputs(out, "mlp_digits_linen.png", metrics)
+    assert_lists_written_files(capsys.readouterr().out, out)
 
 
 def test_linen_and_nnx_models_have_the_same_parameter_count() -> None:
@@ -156,23 +188,86 @@ def test_linen_and_nnx_models_have_the_same_parameter_count() -> None:
     )
 
 
-def test_diagnostics_example_writes_figures_and_metrics(tmp_path: Path) -> None:
+def test_diagnostics_example_writes_figures_and_metrics(tmp_path: Path, capsys) -> None:
     diagnostics = load_example("diagnostics")
-    results = diagnostics.main(["--quick", "--out", str(tmp_path)])
+    out = tmp_path / "diagnostics"
+    results = diagnostics.main(["--quick", "--out", str(out)])
+    stdout = capsys.readouterr().out
 
     assert set(results) == {"adam", "amsgrad"}
+    # Pixels 0, 24, 32 and 39 are 0 in every training image (seed-0 split): the 4 x 128 weights
+    # of fc1 that read them never get a gradient, out of the MLP's 26,122 parameters.
+    never = 4 * 128 / (64 * 128 + 128 * 128 + 128 * 10 + 128 + 128 + 10)
     for final in results.values():
         assert final["test_accuracy"] > 0.8, final
         assert final["steps"] == 3 * (1437 // 64)
+        # Those entries have v_hat = 0 and the effective rate lr / eps.
+        assert final["final_effective_lr_max"] == pytest.approx(2e-3 / 1e-8, rel=1e-6)
+        assert never <= final["final_v_hat_zero_fraction"] < 0.5, final
+        # Without them the mean is orders of magnitude below the mean over all entries.
+        assert (
+            final["final_effective_lr_mean_v_hat_positive"]
+            < 1e-2 * (final["final_effective_lr_mean"])
+        )
     # AMSGrad's maximum takes over for part of the entries within three epochs.
     assert 0 < results["amsgrad"]["final_amsgrad_active_fraction"] < 1
-    saved = read_example_outputs(tmp_path, *(f"diagnostics_{name}.png" for name in results))
+    saved = read_example_outputs(out, *(f"diagnostics_{name}.png" for name in results))
     assert saved["metrics"] == results
 
+    # Each summary is followed by the one line that says why the maximum is lr/eps.
+    explanations = [line for line in stdout.splitlines() if line.startswith("effective_lr/max")]
+    assert len(explanations) == 2, stdout
+    for line in explanations:
+        assert "lr/eps = 2e+05" in line and "gradient has always been 0 (v_hat = 0" in line
+    assert stdout.count("| effective_lr/mean_v_hat_positive |") == 2
+    assert_lists_written_files(stdout, out)
 
-def test_compare_optimizers_covers_every_variant(tmp_path: Path) -> None:
+
+def test_diagnostics_mean_without_zero_v_hat_matches_the_state(tmp_path: Path) -> None:
+    """``effective_lr/mean_v_hat_positive`` against the mean of lr / (sqrt(v_hat) + eps) over
+    the entries with v_hat > 0, computed in float64 from Adam's state after a few steps."""
+    import optax
+    from flax import nnx
+
+    diagnostics = load_example("diagnostics")
+    digits = diagnostics.digits
+    x, _, y, _ = digits.load_data()
+    lr = 2e-3
+    model = digits.MLP(64, 128, digits.NUM_CLASSES, rngs=nnx.Rngs(0))
+    tx = diagnostics.adamjax.with_diagnostics(diagnostics.OPTIMIZERS["adam"](lr))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    for step in range(5):
+        _, metrics = diagnostics.train_step(
+            model, optimizer, x[64 * step : 64 * (step + 1)], y[64 * step : 64 * (step + 1)]
+        )
+    nu = optax.tree_utils.tree_get(optimizer.opt_state, "nu")
+    v = np.concatenate(
+        [np.asarray(leaf, np.float64).ravel() for leaf in diagnostics.jax.tree.leaves(nu)]
+    )
+    v_hat = v / (1 - 0.999**5)
+    eta = lr / (np.sqrt(v_hat[v > 0]) + diagnostics.EPS)
+
+    assert float(metrics["v_hat/zero_fraction"]) == pytest.approx(np.mean(v == 0), abs=1e-7)
+    assert 0 < np.mean(v == 0) < 1
+    assert float(metrics["effective_lr/mean_v_hat_positive"]) == pytest.approx(eta.mean(), rel=1e-3)
+
+
+def test_compare_optimizers_covers_every_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     compare = load_example("compare_optimizers")
-    results = compare.main(["--quick", "--out", str(tmp_path)])
+    import common  # the examples' module, on sys.path once an example is loaded
+
+    figures = []
+    save_figure = common.save_figure
+
+    def keep(fig, path):
+        figures.append(fig)
+        return save_figure(fig, path)
+
+    monkeypatch.setattr(common, "save_figure", keep)
+    out = tmp_path / "compare"
+    results = compare.main(["--quick", "--out", str(out)])
 
     import adamjax  # noqa: F401  (the registry must name every alias that trains a network)
 
@@ -185,6 +280,51 @@ def test_compare_optimizers_covers_every_variant(tmp_path: Path) -> None:
         assert r["test_accuracy"] > (0.6 if name == "radam" else 0.85), (name, r)
         assert r["final_loss"] < r["initial_loss"], (name, r)
         assert len(r["train_loss"]) == 3 and r["seconds"] > 0
-    table = (tmp_path / "comparison.md").read_text()
+    table = (out / "comparison.md").read_text()
     assert all(f"| {name} |" in table for name in expected)
-    assert read_example_outputs(tmp_path, "curves.png")["metrics"].keys() == expected
+    assert read_example_outputs(out, "curves.png")["metrics"].keys() == expected
+    listed = assert_lists_written_files(capsys.readouterr().out, out)
+    assert {path.name for path in listed} == {"curves.png", "comparison.md", "metrics.json"}
+
+    # The figure: in each panel one line per optimizer, no two of the same colour (so none
+    # shares colour and line style either), legend text of 9 pt or more, saved at 220 dpi.
+    from matplotlib.colors import to_rgba
+
+    (fig,) = figures
+    for ax in fig.axes:
+        lines = [line for line in ax.get_lines() if line.get_label() in expected]
+        assert sorted(line.get_label() for line in lines) == sorted(expected)
+        styles = {(to_rgba(line.get_color()), line.get_linestyle()) for line in lines}
+        assert len(styles) == len(lines), sorted(styles)
+        colours = {to_rgba(line.get_color()) for line in lines}
+        assert len(colours) == len(lines), sorted(colours)
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    labels = {text.get_text() for legend in legends for text in legend.get_texts()}
+    assert labels >= expected
+    for legend in legends:
+        for text in legend.get_texts():
+            assert text.get_fontsize() >= 9, (text.get_text(), text.get_fontsize())
+    png = (out / "curves.png").read_bytes()
+    width = int.from_bytes(png[16:20], "big")  # the IHDR chunk's width in pixels
+    assert width == pytest.approx(220 * fig.get_size_inches()[0], abs=1)
+
+
+def test_build_notebooks_prints_the_path_of_each_notebook_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    path = EXAMPLES_DIR / "notebooks" / "build_notebooks.py"
+    spec = importlib.util.spec_from_file_location("examples_build_notebooks", path)
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    out = tmp_path / "examples" / "notebooks"
+    out.mkdir(parents=True)
+    monkeypatch.setattr(build, "HERE", out)
+    monkeypatch.chdir(tmp_path)
+
+    assert build.main([]) == 0
+    listed = assert_lists_written_files(capsys.readouterr().out, out.relative_to(tmp_path))
+    assert [p.name for p in listed] == [f"{name}.ipynb" for name in build.NOTEBOOKS]
+    # Nothing to write the second time, and no "wrote" line claims otherwise.
+    assert build.main([]) == 0
+    assert "wrote " not in capsys.readouterr().out

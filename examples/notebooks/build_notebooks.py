@@ -932,13 +932,22 @@ def main(argv: list[str] | None = None) -> int:
         text = render(name)
         if path.exists() and path.read_text(encoding="utf-8") == text:
             continue
-        stale.append(path.name)
+        stale.append(path)
         if not args.check:
             path.write_text(text, encoding="utf-8")
-    if args.check and stale:
-        print(f"out of date: {', '.join(stale)}; run python {Path(__file__).name}")
-        return 1
-    print(("stale: " if args.check else "wrote: ") + (", ".join(stale) or "nothing"))
+    if args.check:
+        if stale:
+            names = ", ".join(path.name for path in stale)
+            print(f"out of date: {names}; run python {Path(__file__).name}")
+            return 1
+        print("every notebook is up to date")
+        return 0
+    if not stale:
+        print("nothing to write: every notebook is up to date")
+    for path in stale:
+        # From the working directory when below it, so the line can be pasted into a shell.
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        print(f"wrote {shown}")
     return 0
 
 
