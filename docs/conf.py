@@ -21,7 +21,8 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 
-from docutils import nodes  # noqa: E402
+from docutils import nodes, utils  # noqa: E402
+from sphinx.util.nodes import split_explicit_title  # noqa: E402
 
 import adamjax  # noqa: E402
 
@@ -110,6 +111,9 @@ html_theme_options = {
     "repository_url": REPOSITORY,
     "use_repository_button": True,
     "show_toc_level": 2,
+    # sphinx-book-theme 1.4 puts a search field in the primary sidebar; pydata-sphinx-theme
+    # 0.20's default navbar_persistent adds a second one to the header. One is enough.
+    "navbar_persistent": [],
 }
 
 
@@ -136,10 +140,15 @@ def _repository_link(base: str, check_name: bool):
     ``-``-separated part of the case id (a ``Class::`` prefix is allowed), so a renamed or
     deleted test fails the strict build instead of leaving the page's claim unbacked.
     ``{src}`examples/mlp_digits.py``` links to any file.
+
+    Written ``{test}`torch_adam <test_golden.py::test_matches_golden_trajectory[torch_adam]>```,
+    the link shows the short title (as plain text, so that it wraps in a table cell), with the
+    full test id as its tooltip; the test is checked the same way.
     """
 
     def role(name, rawtext, text, lineno, inliner, options=None, content=None):
-        path, _, test = text.partition("::")
+        has_title, title, target = split_explicit_title(utils.unescape(text))
+        path, _, test = target.partition("::")
         file = ROOT / base / path
         problem = None
         if not file.is_file():
@@ -157,7 +166,9 @@ def _repository_link(base: str, check_name: bool):
             message = inliner.reporter.warning(problem, line=lineno)
             return [inliner.problematic(rawtext, rawtext, message)], [message]
         url = f"{REPOSITORY}/blob/main/{base + '/' if base else ''}{path}"
-        shown = f"{base}/{text}" if base else text
+        shown = f"{base}/{target}" if base else target
+        if has_title:
+            return [nodes.reference(rawtext, title, refuri=url, reftitle=shown)], []
         return [nodes.reference(rawtext, "", nodes.literal(shown, shown), refuri=url)], []
 
     return role

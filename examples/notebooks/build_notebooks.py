@@ -887,6 +887,11 @@ _COLAB_METADATA = {
 }
 
 
+# MyST-NB's cell tags, read when the docs site renders the notebooks (Colab ignores them): the
+# install cell's output is only about Colab, and the RESULT line is for the tests.
+_DOCS_TAGS = {INSTALL: ["remove-output"], RESULT: ["remove-cell"]}
+
+
 def build(name: str) -> nbformat.NotebookNode:
     """Returns notebook ``name`` with no outputs or execution counts."""
     cells = []
@@ -899,6 +904,8 @@ def build(name: str) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell(source, id=cell_id)
             if kind == "parameters":
                 cell.metadata["tags"] = ["parameters"]
+            elif (kind, source) in _DOCS_TAGS:
+                cell.metadata["tags"] = _DOCS_TAGS[kind, source]
             cells.append(cell)
     metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
