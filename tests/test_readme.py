@@ -35,3 +35,13 @@ def test_quick_start_trains_and_q8_stores_eight_bits() -> None:
     first, last = (float(x) for x in re.findall(r"loss (\S+) -> (\S+)", printed[0])[0])
     assert last < 0.1 * first
     assert printed[1].split() == ["QuantizedArray", "uint8", "float32"]
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    """Every relative link of the README (docs pages, examples, the license) names a file or
+    folder of the repository; ``docs/api.md`` became ``docs/api/index.md`` once, silently."""
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README.read_text())
+    relative = [t for t in targets if not t.startswith(("http://", "https://", "mailto:"))]
+    assert len(relative) > 10
+    missing = [t for t in relative if not (README.parent / t).exists()]
+    assert not missing, missing
