@@ -686,7 +686,12 @@ def test_history_to_dict_summary_and_plot(tmp_path):
     assert table.splitlines()[2].startswith("| grad_norm |") and "| loss | 0 | 7 | 0 | 7 |" in table
 
     fig = history.plot(tmp_path / "d.png")
-    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = (tmp_path / "d.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # Saved at 2x (220 dpi): the IHDR chunk holds the width and height in pixels.
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == tuple(round(220 * x) for x in fig.get_size_inches())
+    assert all(text.get_fontsize() >= 9 for ax in fig.axes for text in ax.get_legend().get_texts())
     # effective lr, gradient norm, update magnitude, AMSGrad, AdaBound.
     titles = [ax.get_title() for ax in fig.axes]
     assert len(fig.axes) == 5, titles
