@@ -506,8 +506,8 @@ def test_check_html_reports_broken_anchors_pages_and_duplicate_search(tmp_path, 
 # Written in Unicode it renders in another font, and Markdown eats parts of it: "α*ₜ ... α*ₜ"
 # became emphasis. These are the characters of such formulas; code may use them as names.
 UNICODE_MATHS = re.compile(r"[\u0370-\u03ff\u0302\u2070-\u209f\u1d2c-\u1d6a√∏∑‖⌈⌉⌊⌋]")
-# Pages whose formulas are still Unicode, left as they are for now.
-UNICODE_MATHS_PAGES = {"docs/reliability.md", "docs/scaling.md"}
+# Pages whose formulas may be Unicode: none.
+UNICODE_MATHS_PAGES: set[str] = set()
 
 
 def unicode_formulas(markdown: str) -> list[str]:
