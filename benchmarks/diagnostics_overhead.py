@@ -33,6 +33,7 @@ def contenders() -> dict[str, optax.GradientTransformation]:
         "with_diagnostics(adamw, histogram_bins=32)": adamjax.with_diagnostics(
             adamw, histogram_bins=32
         ),
+        "with_diagnostics(adamw, every=10)": adamjax.with_diagnostics(adamw, every=10),
     }
 
 

@@ -761,6 +761,51 @@ def test_no_reductions_without_the_wrapper():
         assert "reduce" in text
 
 
+def test_every_k_computes_on_multiples_of_k_and_keeps_the_metrics_between():
+    params = {"w": jnp.linspace(-1.0, 1.0, 6), "b": jnp.ones(3)}
+    each, sparse = (
+        with_diagnostics(adamjax.adam(1e-2)),
+        with_diagnostics(adamjax.adam(1e-2), every=3),
+    )
+    s_each, s_sparse = each.init(params), sparse.init(params)
+    step_each, step_sparse = jax.jit(each.update), jax.jit(sparse.update)
+    latest = jax.tree.map(np.asarray, diagnostics(s_sparse))
+    for t in range(1, 8):
+        grads = jax.tree.map(lambda p, t=t: jnp.sin(t * p) + 0.1 * t, params)
+        u_each, s_each = step_each(grads, s_each, params)
+        u_sparse, s_sparse = step_sparse(grads, s_sparse, params)
+        np.testing.assert_array_equal(u_each["w"], u_sparse["w"])  # the updates never change
+        m_each, m_sparse = diagnostics(s_each), diagnostics(s_sparse)
+        if t % 3 == 0:
+            latest = jax.tree.map(np.asarray, m_each)
+        assert set(m_sparse) == set(m_each)
+        for key, value in m_sparse.items():
+            np.testing.assert_array_equal(value, latest[key], err_msg=f"step {t}: {key}")
+        assert int(m_sparse["step"]) == 3 * (t // 3)
+        params = optax.apply_updates(params, u_each)
+
+
+def test_one_conditional_for_the_whole_tree():
+    """The non-finite count is decided once for all the leaves, not per leaf (compile time)."""
+    params = {f"w{i}": jnp.ones((3, i + 1)) for i in range(12)}
+    for kwargs, conditionals in ((dict(), 1), (dict(every=5), 2)):
+        tx = with_diagnostics(adamjax.adam(1e-3), per_leaf=True, **kwargs)
+        text = jax.jit(tx.update).lower(params, tx.init(params), params).compile().as_text()
+        assert text.count(" conditional(") == conditionals, kwargs
+
+
+def test_per_leaf_nonfinite_fractions_with_one_conditional():
+    tx = with_diagnostics(optax.sgd(0.1), per_leaf=True)
+    params = {"a": jnp.ones(4), "b": jnp.ones(2), "c": jnp.zeros((0,))}
+    grads = {"a": jnp.array([1.0, jnp.inf, 2.0, 3.0]), "b": jnp.ones(2), "c": jnp.zeros((0,))}
+    _, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    m = diagnostics(state)
+    assert float(m["leaf/a/nonfinite_grad_fraction"]) == 0.25
+    assert float(m["leaf/b/nonfinite_grad_fraction"]) == 0.0
+    assert float(m["leaf/c/nonfinite_grad_fraction"]) == 0.0
+    assert float(m["nonfinite_grad_fraction"]) == pytest.approx(1 / 6)
+
+
 # Validation ------------------------------------------------------------------------------------
 
 
@@ -774,6 +819,8 @@ def test_no_reductions_without_the_wrapper():
         (dict(histogram_range=(1.0, 0.1)), ValueError, r"histogram_range must satisfy 0 < low"),
         (dict(histogram_range="ab"), TypeError, "histogram_range must be a pair of numbers"),
         (dict(learning_rate=-1.0), ValueError, "learning_rate must be"),
+        (dict(every=0), ValueError, "every must be an integer >= 1, got 0"),
+        (dict(every=2.0), TypeError, "every must be an integer >= 1"),
     ],
 )
 def test_bad_options_fail_at_construction(kwargs, error, message):
