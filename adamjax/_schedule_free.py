@@ -99,15 +99,22 @@ def _scale_by_rms(
         return ScaleByRmsState(jnp.zeros([], jnp.int32), nu, last)
 
     def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
         step = mo.moment_step(0.0, b2, eps, eps_root, "paper", state.count, state.last_step)
 
-        def leaf(g, nu):
+        def leaf(g, y, nu):
             nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
-            return mo.precondition(g, mo.corrected(nu, step.b2), step.eps, step.eps_root), nu
+            direction = mo.precondition(g, mo.corrected(nu, step.b2), step.eps, step.eps_root)
+            return direction, y, nu
 
-        stored = [_formats.Stored(state.nu, nu_dtype, signed=False)]
-        updates, (nu,) = _formats.update_leaves(fn, leaf, updates, stored, step.count)
+        # The params (which the wrapper always passes) go first and come back unused: the
+        # boundary checks a complex gradient against its first tree, which must be the
+        # params' shape and type, not the real second moment.
+        stored = [
+            _formats.Stored(params, None, signed=True),
+            _formats.Stored(state.nu, nu_dtype, signed=False),
+        ]
+        updates, (_, nu) = _formats.update_leaves(fn, leaf, updates, stored, step.count)
         return updates, ScaleByRmsState(step.count, nu, step.record(state.last_step.eps.dtype))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
