@@ -69,7 +69,7 @@ class ScaleByRmsState(NamedTuple):
 def _check_b1(fn: str, b1: Any) -> None:
     v.check_range(
         fn, "b1", b1, low=0.0, high=1.0, open_low=True,
-        why="the evaluation params divide by b1 (b1 = 1 - momentum)",
+        why="the evaluation params divide by b1",
     )  # fmt: skip
 
 
