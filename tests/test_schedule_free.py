@@ -443,3 +443,32 @@ def test_complex_params_match_optax_contrib():
     assert ours["w"].dtype == jnp.complex64 and state.z["w"].dtype == jnp.complex64
     assert max_rel_err(ours, theirs) <= 2e-5
     assert max_rel_err(ours, start) > 0.1
+
+
+def test_flax_nnx_optimizer_and_eval_params():
+    """The docs' nnx recipe: the eval params from ``optimizer.opt_state`` and the model's
+    ``nnx.Param`` state go back into a clone of the model with ``nnx.update``."""
+    nnx = pytest.importorskip("flax.nnx")
+    model = nnx.Linear(4, 2, rngs=nnx.Rngs(0))
+    x, y = jnp.linspace(-1.0, 1.0, 32).reshape(8, 4), jnp.ones((8, 2))
+
+    def loss_fn(model, x, y):
+        return jnp.mean((model(x) - y) ** 2)
+
+    optimizer = nnx.Optimizer(model, adamjax.schedule_free_adamw(0.05, 3), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, optimizer, x, y):
+        optimizer.update(model, nnx.grad(loss_fn)(model, x, y))
+
+    for _ in range(10):
+        train_step(model, optimizer, x, y)
+    params = nnx.state(model, nnx.Param)
+    eval_params = adamjax.schedule_free_eval_params(optimizer.opt_state, params)
+    eval_model = nnx.clone(model)
+    nnx.update(eval_model, eval_params)
+    z = jax.tree.leaves(sf_state(optimizer.opt_state).z)
+    expected = [(p - 0.1 * zi) / 0.9 for p, zi in zip(jax.tree.leaves(params), z, strict=True)]
+    assert max_rel_err(jax.tree.leaves(nnx.state(eval_model, nnx.Param)), expected) <= 1e-6
+    assert max_rel_err(jax.tree.leaves(eval_params), jax.tree.leaves(params)) > 1e-3
+    assert float(loss_fn(eval_model, x, y)) != float(loss_fn(model, x, y))
