@@ -10,7 +10,8 @@ private modules, in layers without cycles:
   (decode, compute, encode);
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
-  ``_adafactor``, ``_swats``), each owning its piece, its alias and its diagnostics view;
+  ``_adafactor``, ``_swats``, ``_schedule_free``), each owning its piece, its alias and its
+  diagnostics view;
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -55,6 +56,13 @@ from adamjax._scaling import (
     add_decayed_weights,
     scale_by_learning_rate,
 )
+from adamjax._schedule_free import (
+    ScaleByRmsState,
+    ScheduleFreeState,
+    schedule_free,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+)
 from adamjax._schedules import beta1_cyclic, beta1_decay
 from adamjax._swats import ScaleBySwatsState, scale_by_swats, swats
 
@@ -74,7 +82,9 @@ __all__ = [
     "ScaleByLearningRateState",
     "ScaleByNadamState",
     "ScaleByRadamState",
+    "ScaleByRmsState",
     "ScaleBySwatsState",
+    "ScheduleFreeState",
     "StepScalars",
     "StochasticRoundingState",
     "WeightDecayScheduleState",
@@ -105,6 +115,9 @@ __all__ = [
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_swats",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",

@@ -157,10 +157,21 @@ DOMAINS: dict[str, dict[str, Domain]] = {
     "stochastic_rounding": dict(seed=Domain(integer=True, maximum=2**32 - 1, jax_array=False)),
     "beta1_decay": dict(b1=CONSTANT_RATE, rate=NONNEG, steps_per_epoch=COUNT),
     "beta1_cyclic": dict(b1=CONSTANT_RATE, period=POSITIVE, steps_per_epoch=COUNT),
+    "schedule_free_adamw": dict(
+        learning_rate=LR, warmup_steps=Domain(integer=True, optional=True, jax_array=False),
+        b1=Domain(high=1.0, open_low=True), b2=RATE, eps=NONNEG,
+        weight_decay=Domain(schedule=True), weight_lr_power=NONNEG, r=Domain(high=100.0),
+        eps_root=NONNEG,
+    ),
+    "schedule_free": dict(
+        learning_rate=LR, b1=Domain(high=1.0, open_low=True), weight_lr_power=NONNEG,
+        r=Domain(high=100.0),
+    ),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
 REQUIRED = {"beta1_decay": dict(b1=0.9, rate=0.1), "beta1_cyclic": dict(b1=0.9, period=10.0)}
+REQUIRED["schedule_free"] = dict(base_optimizer=optax.sgd(1e-3), learning_rate=1e-3)
 ALSO = {("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule")}
 
 # The bad (and borderline) values, by name. Each is judged against each parameter's Domain.
