@@ -97,8 +97,13 @@ def adam_mini_partition(n_heads: int | None = None) -> Partition:
       >>> partition("layers_0/attn/query/kernel", (32, 32))
       ((32, 4, 8), (0, 2))
     """
+    return _default_partition("adam_mini_partition", n_heads)
+
+
+def _default_partition(fn: str, n_heads: Any) -> Partition:
+    """:func:`adam_mini_partition`, with ``n_heads`` checked under ``fn``."""
     if n_heads is not None:
-        v.check_integer("adam_mini_partition", "n_heads", n_heads, minimum=1, array_ok=False)
+        v.check_integer(fn, "n_heads", n_heads, minimum=1, array_ok=False)
 
     def partition(name: str, shape: tuple[int, ...]) -> Any:
         lower, rank = name.lower(), len(shape)
@@ -132,8 +137,28 @@ def adam_mini_partition(n_heads: int | None = None) -> Partition:
 
 
 def adam_mini_decay_mask(params: Any) -> Any:
-    """The authors' weight-decay rule: every leaf except those whose lowercased path contains
-    ``norm``, ``ln`` or ``bias`` (a pytree of bools shaped like ``params``)."""
+    """The Adam-mini authors' weight-decay rule: decay every leaf but norms and biases.
+
+    A leaf is left undecayed when its lowercased path (joined by ``/``) contains ``norm``,
+    ``ln`` or ``bias``, as ``adam_mini.Adam_mini`` 1.1.1 decides from
+    ``model.named_parameters()``.
+
+    Args:
+      params: the params (any pytree; flax ``Variable`` wrappers are seen through).
+
+    Returns:
+      A pytree of bools shaped like ``params``, for the ``mask`` of
+      :func:`~adamjax.add_decayed_weights` or ``optax.masked``.
+
+    References:
+      Zhang et al., "Adam-mini: Use Fewer Learning Rates To Gain More", ICLR 2025.
+      Convention: ``adam_mini.Adam_mini`` 1.1.1.
+
+    Example:
+      >>> mask = adamjax.adam_mini_decay_mask({"ln_1": {"scale": 1.0}, "w": 1.0})
+      >>> mask
+      {'ln_1': {'scale': False}, 'w': True}
+    """
     return jax.tree_util.tree_map_with_path(
         lambda path, _: not any(k in _name(path).lower() for k in _NO_DECAY_NAMES), params
     )
@@ -279,7 +304,7 @@ def _adam_mini_moments(
         fn, b1=b1, b2=b2, eps=eps, eps_root=0.0, mu_dtype=mu_dtype, nu_dtype=nu_dtype
     )
     if partition is None:
-        partition = adam_mini_partition(n_heads)
+        partition = _default_partition(fn, n_heads)
     elif not callable(partition):
         raise TypeError(f"{fn}: partition must be None or callable(name, shape), got {partition!r}")
     nu_format = _formats.format_of(nu_dtype)
