@@ -198,11 +198,14 @@ def _block_of(fn: str, partition: Partition, name: str, shape: tuple[int, ...]) 
         view, axes = out
     try:
         view = tuple(int(n) for n in view)
-        axes = tuple(sorted({int(a) % max(len(view), 1) for a in axes})) if view else ()
+        raw = tuple(int(a) for a in axes)
+        if any(not -len(view) <= a < len(view) for a in raw):
+            raise ValueError
+        axes = tuple(sorted({a % len(view) for a in raw}))
     except (TypeError, ValueError):
         raise TypeError(
-            f"{fn}: partition({name!r}, {shape}) must return a tuple of axes or "
-            f"(view_shape, axes), got {out!r}"
+            f"{fn}: partition({name!r}, {shape}) must return a tuple of axes of the leaf (or "
+            f"of view_shape) or (view_shape, axes), got {out!r}"
         ) from None
     if int(np.prod(view)) != int(np.prod(shape)):
         raise ValueError(

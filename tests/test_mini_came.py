@@ -192,6 +192,8 @@ def test_partition_errors_name_the_leaf():
         adamjax.adam_mini(partition=lambda n, s: ((5, 5), (0,))).init(params)
     with pytest.raises(TypeError, match="adam_mini: partition"):
         adamjax.adam_mini(partition=lambda n, s: "rows").init(params)
+    with pytest.raises(TypeError, match="adam_mini: partition"):
+        adamjax.adam_mini(partition=lambda n, s: (2,)).init(params)
     with pytest.raises(TypeError, match="adam_mini: partition must be"):
         adamjax.adam_mini(partition=3)
 
@@ -331,3 +333,17 @@ def test_diagnostics_view(alias):
     assert metrics, metrics
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(metrics))
     assert any("m_hat" in k or "first" in k for k in metrics), sorted(metrics)
+
+
+def test_adam_mini_view_spreads_each_block_over_its_entries():
+    params, ids = flax_tree()
+    params = {k: jnp.asarray(p, jnp.float32) for k, p in params.items()}
+    tx = adamjax.scale_by_adam_mini(n_heads=H)
+    grads = jax.tree.map(lambda p: jnp.sin(p * 3.0), params)
+    _, state = tx.update(grads, tx.init(params))
+    view = adamjax._piece.view_of(state)(state, grads)
+    for name, v_hat in view.v_hat.items():
+        g2 = np.asarray(grads[name], np.float64) ** 2
+        per_block = np.bincount(ids[name].ravel(), g2.ravel()) / np.bincount(ids[name].ravel())
+        # after one step, v_hat is the block's mean of g^2 (the correction undoes 1 - b2)
+        assert max_rel_err(v_hat, per_block[ids[name]]) <= 1e-4, name
