@@ -348,7 +348,8 @@ def _adam_mini_moments(
 
 @_piece.register_view(ScaleByAdamMiniState)
 def _adam_mini_view(state: ScaleByAdamMiniState, grads: Any) -> _piece.View:
-    """Adam's view, with each block's :math:`\\hat v` broadcast to its entries."""
+    """Adam's view, with each block's :math:`\\hat v` broadcast to its entries (see
+    :func:`_broadcast_blocks` for the views of reshaping partitions it can recover)."""
     last = state.last_step
 
     def broadcast(nu: jax.Array, g: jax.Array) -> jax.Array:
@@ -364,7 +365,10 @@ def _broadcast_blocks(v_hat: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """A per-block statistic spread over its entries, in the leaf's ``shape``.
 
     The statistic has the partition's view shape with each block axis of size 1; the view is
-    recovered as the shape whose reduced axes multiply out to the leaf's size.
+    recovered as the shape whose reduced axes multiply out to the leaf's size. That is exact
+    for a view with one block axis, and for two (the default rule's ``(in, heads, head_dim)``)
+    when the first is the leaf's leading axis; a partition that reshapes otherwise gets a wrong
+    spread of its (correct) block statistics in diagnostics, or an error there.
     """
     size, kept = int(np.prod(shape)), int(np.prod(v_hat.shape))
     if v_hat.ndim == len(shape) and all(
@@ -417,6 +421,9 @@ def adam_mini(
     ``p *= 1 - lr*wd`` in ``adam_mini.Adam_mini``, and by default (``mask=None``) skips the
     leaves whose path contains ``norm``, ``ln`` or ``bias``, the authors' rule
     (:func:`~adamjax.adam_mini_decay_mask`); pass ``mask`` to choose.
+
+    With ``optax.inject_hyperparams``, pass ``static_args=("partition",)``: a partition is a
+    callable, which ``inject_hyperparams`` would otherwise call as a schedule.
 
     Args:
       learning_rate: :math:`\eta_t`, a number >= 0 or an optax schedule.
