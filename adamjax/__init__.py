@@ -10,8 +10,8 @@ private modules, in layers without cycles:
   (decode, compute, encode);
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
-  ``_adafactor``, ``_swats``, ``_schedule_free``), each owning its piece, its alias and its
-  diagnostics view;
+  ``_adafactor``, ``_swats``, ``_schedule_free``, ``_adam_mini``, ``_came``), each owning its
+  piece, its alias and its diagnostics view;
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -36,7 +36,15 @@ from adamjax._adam import (
     scale_by_adam,
     scale_by_amsgrad,
 )
+from adamjax._adam_mini import (
+    ScaleByAdamMiniState,
+    adam_mini,
+    adam_mini_decay_mask,
+    adam_mini_partition,
+    scale_by_adam_mini,
+)
 from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
+from adamjax._came import ScaleByCameState, came, scale_by_came
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
     QuantizedArray,
@@ -75,9 +83,11 @@ __all__ = [
     "History",
     "QuantizedArray",
     "ScaleByAdaBoundState",
+    "ScaleByAdamMiniState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAmsgradState",
+    "ScaleByCameState",
     "ScaleByFactoredRmsState",
     "ScaleByLearningRateState",
     "ScaleByNadamState",
@@ -93,12 +103,16 @@ __all__ = [
     "adabound_bounds",
     "adafactor",
     "adam",
+    "adam_mini",
+    "adam_mini_decay_mask",
+    "adam_mini_partition",
     "adamax",
     "adamw",
     "add_decayed_weights",
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
+    "came",
     "clip_by_block_rms",
     "diagnostics",
     "moment_presets",
@@ -108,8 +122,10 @@ __all__ = [
     "relative_step_schedule",
     "scale_by_adabound",
     "scale_by_adam",
+    "scale_by_adam_mini",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_came",
     "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_nadam",

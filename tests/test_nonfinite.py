@@ -27,6 +27,8 @@ ALIASES = {
     "amsbound": lambda: adamjax.adabound(1e-2, final_lr=0.05, amsbound=True),
     "adafactor": lambda: adamjax.adafactor(1e-2, min_dim_size_to_factor=2, momentum=0.9),
     "swats": lambda: adamjax.swats(1e-2, switch_tol=1e-2),
+    "adam_mini": lambda: adamjax.adam_mini(1e-2, weight_decay=0.1),
+    "came": lambda: adamjax.came(1e-2, weight_decay=0.1),
     "adam(bf16 moments)": lambda: adamjax.adam(1e-2, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
     "adam(sr-bf16 moments)": lambda: adamjax.adam(
         1e-2, mu_dtype=adamjax.stochastic_bf16(0), nu_dtype=adamjax.stochastic_bf16(1)
@@ -174,5 +176,5 @@ def test_zero_gradients_in_half_precision_give_finite_updates(name, dtype):
             assert np.all(np.isfinite(np.asarray(u, np.float32))), name
     assert all(np.all(np.isfinite(np.asarray(x, np.float32))) for x in jax.tree.leaves(p))
     # Zero gradients from the start: only decoupled decay (adamw, nadam) may move the params.
-    if name not in ("adamw", "nadam", "adamw(q8 moments)"):
+    if name not in ("adamw", "nadam", "adamw(q8 moments)", "adam_mini", "came"):
         assert_bitwise_equal(p, params, f"{name}: zero gradients moved the params")

@@ -30,6 +30,8 @@ ALIASES = {
     "adabound": lambda: adamjax.adabound(1e-2),
     "adafactor": lambda: adamjax.adafactor(1e-2),
     "swats": lambda: adamjax.swats(1e-2),
+    "adam_mini": lambda: adamjax.adam_mini(1e-2, weight_decay=1e-2),
+    "came": lambda: adamjax.came(1e-2, weight_decay=1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.

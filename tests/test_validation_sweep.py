@@ -167,6 +167,22 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         learning_rate=LR, b1=Domain(high=1.0, open_low=True), weight_lr_power=NONNEG,
         r=Domain(high=100.0),
     ),
+    "adam_mini": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True),
+        n_heads=Domain(integer=True, low=1, jax_array=False, optional=True),
+    ),
+    "scale_by_adam_mini": dict(
+        b1=RATE, b2=RATE, eps=NONNEG,
+        n_heads=Domain(integer=True, low=1, jax_array=False, optional=True),
+    ),
+    "adam_mini_partition": dict(
+        n_heads=Domain(integer=True, low=1, jax_array=False, optional=True)
+    ),
+    "came": dict(
+        learning_rate=LR, b1=CONSTANT_RATE, b2=RATE, b3=CONSTANT_RATE, eps1=NONNEG, eps2=NONNEG,
+        clip_threshold=Domain(open_low=True, optional=True), weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_came": dict(b1=CONSTANT_RATE, b3=CONSTANT_RATE, eps=NONNEG),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
@@ -253,6 +269,8 @@ def _exercise(fn: str, built: Any) -> None:
     elif fn == "relative_step_schedule":
         assert np.isfinite(built(jnp.asarray(3)))
         return
+    elif fn == "adam_mini_partition":
+        built = adamjax.adam_mini(1e-3, partition=built)
     elif fn.startswith(("scale_by", "clip_by", "add_decayed")) or fn == "stochastic_rounding":
         built = optax.chain(built, optax.scale(-1e-3))
     state = built.init(PARAMS)
