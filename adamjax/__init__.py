@@ -10,7 +10,8 @@ private modules, in layers without cycles:
   (decode, compute, encode);
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
-  ``_adafactor``, ``_swats``), each owning its piece, its alias and its diagnostics view;
+  ``_adafactor``, ``_swats``, ``_ademamix``), each owning its piece, its alias and its
+  diagnostics view;
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -36,6 +37,16 @@ from adamjax._adam import (
     scale_by_amsgrad,
 )
 from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
+from adamjax._ademamix import (
+    ScaleByAdemamixState,
+    ScaleBySimplifiedAdemamixState,
+    ademamix,
+    ademamix_alpha_schedule,
+    ademamix_b3_schedule,
+    scale_by_ademamix,
+    scale_by_simplified_ademamix,
+    simplified_ademamix,
+)
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
     QuantizedArray,
@@ -69,11 +80,13 @@ __all__ = [
     "ScaleByAdaBoundState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdemamixState",
     "ScaleByAmsgradState",
     "ScaleByFactoredRmsState",
     "ScaleByLearningRateState",
     "ScaleByNadamState",
     "ScaleByRadamState",
+    "ScaleBySimplifiedAdemamixState",
     "ScaleBySwatsState",
     "StepScalars",
     "StochasticRoundingState",
@@ -86,6 +99,9 @@ __all__ = [
     "adamax",
     "adamw",
     "add_decayed_weights",
+    "ademamix",
+    "ademamix_alpha_schedule",
+    "ademamix_b3_schedule",
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
@@ -99,12 +115,15 @@ __all__ = [
     "scale_by_adabound",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_ademamix",
     "scale_by_amsgrad",
     "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",
+    "scale_by_simplified_ademamix",
     "scale_by_swats",
+    "simplified_ademamix",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",
