@@ -419,6 +419,7 @@ def scale_by_simplified_ademamix(
     eps: float | jax.Array = 1e-8,
     eps_root: float | jax.Array = 0.0,
     *,
+    bias_correction_mu: bool = False,
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -429,6 +430,7 @@ def scale_by_simplified_ademamix(
         m = b1_t*m + g                       (a sum, not an EMA: no (1-b1), no bias correction)
         v = b2*v + (1-b2)*|g|**2
         update = (alpha_t*g + m) / (sqrt(v / (1 - b2**t) + eps_root) + eps)
+        bias_correction_mu=True:  n = b1_t*n + 1 (n_0 = 0);  update = update / n
 
     .. math::
 
@@ -445,13 +447,17 @@ def scale_by_simplified_ademamix(
       alpha: weight of the current gradient, >= 0, or a schedule of the update count.
       eps: added to the denominator outside the square root, >= 0.
       eps_root: added inside the square root, >= 0.
+      bias_correction_mu: divide the step by :math:`n_t = \sum_{k \le t}\prod_{k < i \le t}
+        \beta_{1,i}` (:math:`(1-\beta_1^t)/(1-\beta_1)` for a constant :math:`\beta_1`), the
+        authors' ``bias_correction1=True``; off by default, as in their code and optax.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
         ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state
-      :class:`ScaleBySimplifiedAdemamixState`.
+      :class:`ScaleBySimplifiedAdemamixState`; its ``last_step.m_correction`` is :math:`n_t` (1
+      without ``bias_correction_mu``).
 
     References:
       Morwani et al., "Connections between Schedule-Free Optimizers, AdEMAMix, and
@@ -464,7 +470,7 @@ def scale_by_simplified_ademamix(
     """
     return _simplified_moments(
         "scale_by_simplified_ademamix", b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root,
-        mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        bias_correction_mu=bias_correction_mu, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
     )  # fmt: skip
 
 
@@ -476,6 +482,7 @@ def _simplified_moments(
     alpha: Any,
     eps: Any,
     eps_root: Any,
+    bias_correction_mu: bool,
     mu_dtype: Any,
     nu_dtype: Any,
 ) -> optax.GradientTransformationExtraArgs:
@@ -483,6 +490,7 @@ def _simplified_moments(
         fn, b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype
     )
     v.check_non_negative(fn, "alpha", alpha, schedule_ok=True)
+    v.check_bool(fn, "bias_correction_mu", bias_correction_mu)
 
     def init_fn(params: optax.Params) -> ScaleBySimplifiedAdemamixState:
         _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
@@ -499,20 +507,25 @@ def _simplified_moments(
         del params, extra_args
         d2 = mo.decay_step(b2, state.count, state.last_step.v_correction)
         b1_t, alpha_t = mo.rate_at(b1, state.count), mo.rate_at(alpha, state.count)
+        dtype = state.last_alpha.dtype
+        # The weight the momentum has accumulated, n_t = b1_t n_{t-1} + 1, kept as m_correction.
+        total = state.last_step.m_correction * b1_t + 1 if bias_correction_mu else 1
+        inverse = 1 / jnp.asarray(total, dtype)
 
         def leaf(g, m, nu):
-            dtype = mo.real_dtype(nu.dtype)
-            m = mo.as_scalar(b1_t, dtype) * m + g
+            real = mo.real_dtype(nu.dtype)
+            m = mo.as_scalar(b1_t, real) * m + g
             nu = mo.ema(mo.squared_magnitude(g), nu, d2.rate)
-            mixed = mo.as_scalar(alpha_t, dtype) * g + m
+            mixed = mo.as_scalar(alpha_t, real) * g + m
+            if bias_correction_mu:
+                mixed = mixed * inverse.astype(real)
             return mo.precondition(mixed, mo.corrected(nu, d2), eps, eps_root), m, nu
 
         count = optax.safe_increment(state.count)
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, count)
-        dtype = state.last_alpha.dtype
         last = mo.StepScalars.of(
-            dtype, m_correction=1, v_correction=d2.correction, eps=eps, eps_root=eps_root
+            dtype, m_correction=total, v_correction=d2.correction, eps=eps, eps_root=eps_root
         )
         alpha_t = jnp.asarray(alpha_t, dtype)
         return updates, ScaleBySimplifiedAdemamixState(count, mu, nu, last, alpha_t)
@@ -537,6 +550,7 @@ def simplified_ademamix(
     weight_decay: _piece.ScalarOrSchedule = 0.0,
     mask: Any | None = None,
     *,
+    bias_correction_mu: bool = False,
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -557,7 +571,8 @@ def simplified_ademamix(
 
     The positional parameters are ``optax.contrib.simplified_ademamix``'s, in its order; this is
     that function and the authors' ``SimAdEMAMix`` (default ``bias_correction1=False``,
-    ``bias_correction2=True``). Their ``beta1_warmup=T, min_beta1=b`` is
+    ``bias_correction2=True``; ``bias_correction_mu=True`` is their ``bias_correction1=True``,
+    and their ``bias_correction2=False`` is not offered). Their ``beta1_warmup=T, min_beta1=b`` is
     ``b1=ademamix_b3_schedule(b1, T, b3_start=b, log_eps=1e-8)``.
     ``pytorch_optimizer.SimplifiedAdEMAMix`` departs from the authors' code (an EMA with
     :math:`1-\beta_1` and a step divided by :math:`1-\beta_2^t` once more); see
@@ -573,6 +588,8 @@ def simplified_ademamix(
       weight_decay: :math:`\lambda`, decoupled and multiplied by the learning rate, a number
         >= 0 or a schedule.
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
+      bias_correction_mu: divide the step by the momentum's accumulated weight (see
+        :func:`~adamjax.scale_by_simplified_ademamix`).
       mu_dtype: storage of the momentum: ``None`` (the params' dtype), a dtype,
         ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
@@ -593,8 +610,8 @@ def simplified_ademamix(
     """
     fn = "simplified_ademamix"
     moments = _simplified_moments(
-        fn, b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
+        fn, b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root,
+        bias_correction_mu=bias_correction_mu, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
     )  # fmt: skip
     return _scaling.decoupled_chain(
         fn, moments, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask

@@ -63,6 +63,19 @@ REFERENCE_CASES = {
         lambda: adamjax.simplified_ademamix(1e-3, 0.9, 0.99, 2.0, 1e-6, weight_decay=0.05),
         lambda: SimplifiedAdemamixReference(1e-3, 0.9, 0.99, 2.0, 1e-6, weight_decay=0.05),
     ),
+    "simplified_ademamix_bias_correction_b1_schedule": (
+        lambda: adamjax.simplified_ademamix(
+            1e-2, B1_WARMUP, 0.99, 1.0, 1e-6, bias_correction_mu=True
+        ),
+        lambda: SimplifiedAdemamixReference(
+            1e-2,
+            lambda k: f_beta3(k + 1, 0.95, 0.8, 150, 1e-8),
+            0.99,
+            1.0,
+            1e-6,
+            bias_correction_mu=True,
+        ),
+    ),
     "simplified_ademamix_b1_warmup_alpha_schedule": (
         lambda: adamjax.simplified_ademamix(1e-3, B1_WARMUP, 0.99, ALPHA_RAMP, 1e-6, 1e-10),
         lambda: SimplifiedAdemamixReference(
@@ -162,7 +175,10 @@ def _authors_simplified_golden(g: dict) -> optax.GradientTransformation:
     lr, b1, b2, eps, wd, alpha = _hp(g, "lr", "b1", "b2", "eps", "weight_decay", "alpha")
     warmup, start, log_eps = _hp(g, "b1_warmup", "b1_start", "log_eps")
     b1 = adamjax.ademamix_b3_schedule(b1, int(warmup), start, log_eps=log_eps)
-    return adamjax.simplified_ademamix(lr, b1, b2, alpha, eps, weight_decay=wd)
+    correct = bool(g.get("hp_bias_correction_mu", False))
+    return adamjax.simplified_ademamix(
+        lr, b1, b2, alpha, eps, weight_decay=wd, bias_correction_mu=correct
+    )
 
 
 def pytorch_optimizer_simplified(lr, b1, b2, alpha, eps, weight_decay):
@@ -188,6 +204,7 @@ GOLDEN_CASES = {
     "authors_ademamix": _ademamix_golden,
     "pytorch_optimizer_ademamix": _ademamix_golden,
     "authors_simplified_ademamix": _authors_simplified_golden,
+    "authors_simplified_ademamix_bias_correction": _authors_simplified_golden,
     "pytorch_optimizer_simplified_ademamix": _pto_simplified_golden,
 }
 
@@ -240,6 +257,12 @@ def _with(g: dict, **changes) -> dict:
         pytest.param(
             "pytorch_optimizer_ademamix",
             lambda g: adamjax.ademamix(1e-2, 0.8, 0.95, 0.999, 2.0, 1e-6, weight_decay=0.1),
+            marks=pytest.mark.slow,
+        ),
+        # The authors' bias_correction1 is off by default.
+        pytest.param(
+            "authors_simplified_ademamix_bias_correction",
+            lambda g: _authors_simplified_golden(_with(g, bias_correction_mu=False)),
             marks=pytest.mark.slow,
         ),
         # pytorch_optimizer's SimplifiedAdEMAMix is not the authors' algorithm.
@@ -430,6 +453,11 @@ def test_simplified_diagnostics_report_alpha():
 def test_bad_hyperparameters_are_named(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_bias_correction_mu_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"^simplified_ademamix: bias_correction_mu must be"):
+        adamjax.simplified_ademamix(bias_correction_mu=1)
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ Like ``numpy_reference.py``, this shares no code with adamjax and follows the pa
   corrected), and ``theta -= lr * ((m1_hat + alpha * m2) / (sqrt(nu_hat) + eps) + wd * theta)``.
   The schedulers f_alpha and f_beta3 are the paper's closed forms, functions of the 1-based t.
 * Simplified AdEMAMix: Morwani et al. (2025): ``m = b1 * m + g`` (no 1 - b1, no correction),
-  ``theta -= lr * ((alpha * g + m) / (sqrt(nu_hat) + eps) + wd * theta)``.
+  ``theta -= lr * ((alpha * g + m) / (sqrt(nu_hat) + eps) + wd * theta)``; the authors' optional
+  ``bias_correction1`` divides the step by ``n = b1 * n + 1``.
 
 Hyperparameters that may vary (``lr``, ``b1``, ``b3``, ``alpha``, ``weight_decay``) are numbers
 or functions of the 0-based step ``k``.
@@ -97,9 +98,12 @@ class SimplifiedAdemamixReference:
         eps: float,
         eps_root: float = 0.0,
         weight_decay: float | Schedule = 0.0,
+        bias_correction_mu: bool = False,
     ) -> None:
         self.lr, self.b1, self.b2, self.alpha = lr, b1, b2, alpha
         self.eps, self.eps_root, self.weight_decay = eps, eps_root, weight_decay
+        self.bias_correction_mu = bias_correction_mu
+        self.n = 0.0  # the momentum's accumulated weight, sum_k prod_{k<i<=t} b1_i
         self.k = 0
         self.m: dict[str, Array] = {}
         self.nu: dict[str, Array] = {}
@@ -108,6 +112,7 @@ class SimplifiedAdemamixReference:
         k, t = self.k, self.k + 1
         b1, alpha = value(self.b1, k), value(self.alpha, k)
         lr, wd = value(self.lr, k), value(self.weight_decay, k)
+        self.n = b1 * self.n + 1
         new = {}
         for name, theta in params.items():
             theta, g = np.asarray(theta, np.float64), np.asarray(grads[name], np.float64)
@@ -115,6 +120,8 @@ class SimplifiedAdemamixReference:
             nu = self.b2 * self.nu.get(name, 0.0) + (1 - self.b2) * g * g
             nu_hat = nu / (1 - self.b2**t)
             direction = (alpha * g + m) / (np.sqrt(nu_hat + self.eps_root) + self.eps)
+            if self.bias_correction_mu:
+                direction = direction / self.n
             new[name] = theta - lr * (direction + wd * theta)
             self.m[name], self.nu[name] = m, nu
         self.k += 1

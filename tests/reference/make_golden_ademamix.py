@@ -5,9 +5,10 @@ Sources (all run in float64 on CPU torch):
 * ``authors_ademamix``: ``AdEMAMix`` from the authors' repository github.com/apple/ml-ademamix
   (``pytorch/ademamix.py``, commit c3d73c0), with its alpha and beta3 warm-ups;
 * ``pytorch_optimizer_ademamix``: ``pytorch_optimizer.AdEMAMix`` 4.1.0, with its joint warm-up;
-* ``authors_simplified_ademamix``: ``SimAdEMAMix`` from the authors' repository
-  github.com/DepenM/Simplified-AdEMAMix (``simplified_AdEMAMix.py``, commit dba14d0), with its
-  beta1 warm-up;
+* ``authors_simplified_ademamix`` and ``authors_simplified_ademamix_bias_correction``:
+  ``SimAdEMAMix`` from the authors' repository github.com/DepenM/Simplified-AdEMAMix
+  (``simplified_AdEMAMix.py``, commit dba14d0), with its beta1 warm-up, without and with its
+  ``bias_correction1``;
 * ``pytorch_optimizer_simplified_ademamix``: ``pytorch_optimizer.SimplifiedAdEMAMix`` 4.1.0.
 
 How to regenerate:
@@ -116,8 +117,9 @@ def simplified_replay(problem, hp):
     if x.get("b1_warmup", 0):
         b1 = lambda k: f_beta3(k + 1, hp.b1, x["b1_start"], x["b1_warmup"], x["log_eps"])  # noqa: E731
     reference = SimplifiedAdemamixReference(
-        hp.lr, b1, hp.b2, x["alpha"], hp.eps, weight_decay=hp.weight_decay
-    )
+        hp.lr, b1, hp.b2, x["alpha"], hp.eps, weight_decay=hp.weight_decay,
+        bias_correction_mu=x.get("bias_correction_mu", False),
+    )  # fmt: skip
     return ReferenceStepper(problem, hp, reference, {"mu": ("m", 1.0), "nu": ("nu", 1.0)})
 
 
@@ -145,6 +147,17 @@ def build_cases(authors: Path, simplified: Path) -> list[mg.Case]:
 
     def torch_stepper(build, slots):
         return lambda problem, hp: mg.TorchStepper(problem, hp, build, slots)
+
+    def authors_simplified(problem, hp):
+        def build(params, hp):
+            return simplified_module.SimAdEMAMix(
+                params, lr=hp.lr, betas=(hp.b1, hp.b2), alpha=hp.extra["alpha"],
+                beta1_warmup=hp.extra["b1_warmup"], eps=hp.eps, weight_decay=hp.weight_decay,
+                min_beta1=hp.extra["b1_start"],
+                bias_correction1=hp.extra.get("bias_correction_mu", False),
+            )  # fmt: skip
+
+        return mg.TorchStepper(problem, hp, build, {"mu": "exp_avg", "nu": "exp_avg_sq"})
 
     authors_extra = dict(
         b3=0.999, alpha=2.0, b3_warmup=100, alpha_warmup=150, b3_start=0.8, log_eps=1e-8
@@ -215,19 +228,7 @@ def build_cases(authors: Path, simplified: Path) -> list[mg.Case]:
                 **simplified_hp,
                 extra=dict(alpha=2.0, b1_warmup=100, b1_start=0.8, log_eps=1e-8),
             ),
-            make_stepper=torch_stepper(
-                lambda params, hp: simplified_module.SimAdEMAMix(
-                    params,
-                    lr=hp.lr,
-                    betas=(hp.b1, hp.b2),
-                    alpha=hp.extra["alpha"],
-                    beta1_warmup=hp.extra["b1_warmup"],
-                    eps=hp.eps,
-                    weight_decay=hp.weight_decay,
-                    min_beta1=hp.extra["b1_start"],
-                ),
-                {"mu": "exp_avg", "nu": "exp_avg_sq"},
-            ),
+            make_stepper=authors_simplified,
             make_replay=simplified_replay,
             generator=(
                 "DepenM/Simplified-AdEMAMix@dba14d0 simplified_AdEMAMix.py SimAdEMAMix(lr=2e-3, "
@@ -238,6 +239,26 @@ def build_cases(authors: Path, simplified: Path) -> list[mg.Case]:
                 "m = b1_t*m + g (no 1-b1, no correction), nu bias-corrected, paper eps; b1 warms "
                 "up from min_beta1 with the half-life rule at the 1-based t, log(beta + 1e-8); "
                 "decay decoupled, times lr"
+            ),
+        ),
+        mg.Case(
+            name="authors_simplified_ademamix_bias_correction",
+            requested=mg.Hyper(
+                **simplified_hp,
+                extra=dict(
+                    alpha=2.0, b1_warmup=100, b1_start=0.8, log_eps=1e-8, bias_correction_mu=True
+                ),
+            ),
+            make_stepper=authors_simplified,
+            make_replay=simplified_replay,
+            generator=(
+                "DepenM/Simplified-AdEMAMix@dba14d0 simplified_AdEMAMix.py SimAdEMAMix(lr=2e-3, "
+                "betas=(0.9, 0.95), alpha=2.0, beta1_warmup=100, min_beta1=0.8, eps=1e-6, "
+                "weight_decay=0.1, bias_correction1=True)"
+            ),
+            convention=(
+                "as authors_simplified_ademamix, the step divided by n = b1_t*n + 1 "
+                "(bias_correction1=True)"
             ),
         ),
         mg.Case(
