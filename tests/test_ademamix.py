@@ -149,7 +149,8 @@ def test_matches_optax_contrib_float32_over_500_steps(case):
     ours, _, theirs = run_forced(make_ours(), reference, params, grad_fn, 500)
     for leaf in jax.tree.leaves(ours):
         assert leaf.dtype == np.float32
-    assert max_rel_err(ours, theirs) <= 2e-5
+    # Measured: 1.4e-6 at most (one rounding apart per step, as for adam against optax.adam).
+    assert max_rel_err(ours, theirs) <= 5e-6
     assert max_rel_err(ours, params) > 1e-2
 
 
