@@ -10,8 +10,8 @@ private modules, in layers without cycles:
   (decode, compute, encode);
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
-  ``_adafactor``, ``_swats``, ``_schedule_free``, ``_adam_mini``, ``_came``), each owning its
-  piece, its alias and its diagnostics view;
+  ``_adafactor``, ``_swats`` and the modern family: ``_ademamix``, ``_schedule_free``,
+  ``_adam_mini``, ``_came``, ...), each owning its piece, its alias and its diagnostics view;
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -45,6 +45,16 @@ from adamjax._adam_mini import (
 )
 from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
 from adamjax._came import ScaleByCameState, came, scale_by_came
+from adamjax._ademamix import (
+    ScaleByAdemamixState,
+    ScaleBySimplifiedAdemamixState,
+    ademamix,
+    ademamix_alpha_schedule,
+    ademamix_b3_schedule,
+    scale_by_ademamix,
+    scale_by_simplified_ademamix,
+    simplified_ademamix,
+)
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
     QuantizedArray,
@@ -86,6 +96,7 @@ __all__ = [
     "ScaleByAdamMiniState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdemamixState",
     "ScaleByAmsgradState",
     "ScaleByCameState",
     "ScaleByFactoredRmsState",
@@ -93,6 +104,7 @@ __all__ = [
     "ScaleByNadamState",
     "ScaleByRadamState",
     "ScaleByRmsState",
+    "ScaleBySimplifiedAdemamixState",
     "ScaleBySwatsState",
     "ScheduleFreeState",
     "StepScalars",
@@ -109,6 +121,9 @@ __all__ = [
     "adamax",
     "adamw",
     "add_decayed_weights",
+    "ademamix",
+    "ademamix_alpha_schedule",
+    "ademamix_b3_schedule",
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
@@ -124,16 +139,19 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adam_mini",
     "scale_by_adamax",
+    "scale_by_ademamix",
     "scale_by_amsgrad",
     "scale_by_came",
     "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",
+    "scale_by_simplified_ademamix",
     "scale_by_swats",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
+    "simplified_ademamix",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",

@@ -22,6 +22,7 @@ _VARIANT_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("RAdam: rectification", "r_t (0: SGD step)", ("radam/rectification",)),
     ("SWATS: phase", "fraction in SGD phase", ("swats/phase",)),
     ("Adafactor: update clipping", "largest clip factor", ("adafactor/clip_factor",)),
+    ("AdEMAMix: alpha warm-up", "alpha_t", ("ademamix/alpha", "simplified_ademamix/alpha")),
 )
 
 

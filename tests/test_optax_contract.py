@@ -32,6 +32,8 @@ ALIASES = {
     "swats": lambda: adamjax.swats(1e-2),
     "adam_mini": lambda: adamjax.adam_mini(1e-2, weight_decay=1e-2),
     "came": lambda: adamjax.came(1e-2, weight_decay=1e-2),
+    "ademamix": lambda: adamjax.ademamix(1e-2, weight_decay=1e-2),
+    "simplified_ademamix": lambda: adamjax.simplified_ademamix(1e-3, alpha=2.0),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -49,6 +51,11 @@ OPTAX_PAIRS = {
     "radam(nesterov)": (
         lambda: adamjax.radam(1e-2, eps_mode="paper", nesterov=True),
         lambda: optax.radam(1e-2, nesterov=True),
+    ),
+    "ademamix": (lambda: adamjax.ademamix(1e-2), lambda: optax.contrib.ademamix(1e-2)),
+    "simplified_ademamix": (
+        lambda: adamjax.simplified_ademamix(1e-3, alpha=2.0),
+        lambda: optax.contrib.simplified_ademamix(1e-3, alpha=2.0),
     ),
 }
 
@@ -142,6 +149,13 @@ POSITIONAL = {
     "scale_by_radam": (adamjax.scale_by_radam, optax.scale_by_radam),
     "add_decayed_weights": (adamjax.add_decayed_weights, optax.add_decayed_weights),
     "scale_by_learning_rate": (adamjax.scale_by_learning_rate, optax.scale_by_learning_rate),
+    "ademamix": (adamjax.ademamix, optax.contrib.ademamix),
+    "simplified_ademamix": (adamjax.simplified_ademamix, optax.contrib.simplified_ademamix),
+    "scale_by_ademamix": (adamjax.scale_by_ademamix, optax.contrib.scale_by_ademamix),
+    "scale_by_simplified_ademamix": (
+        adamjax.scale_by_simplified_ademamix,
+        optax.contrib.scale_by_simplified_ademamix,
+    ),
 }
 
 

@@ -183,6 +183,29 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         clip_threshold=Domain(open_low=True, optional=True), weight_decay=Domain(schedule=True),
     ),
     "scale_by_came": dict(b1=CONSTANT_RATE, b3=CONSTANT_RATE, eps=NONNEG),
+    "ademamix": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, b3=RATE, alpha=Domain(schedule=True), eps=NONNEG,
+        eps_root=NONNEG, weight_decay=Domain(schedule=True),
+    ),
+    "simplified_ademamix": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, alpha=Domain(schedule=True), eps=NONNEG,
+        eps_root=NONNEG, weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_ademamix": dict(
+        b1=RATE, b2=RATE, b3=RATE, alpha=Domain(schedule=True), eps=NONNEG, eps_root=NONNEG
+    ),
+    "scale_by_simplified_ademamix": dict(
+        b1=RATE, b2=RATE, alpha=Domain(schedule=True), eps=NONNEG, eps_root=NONNEG
+    ),
+    "ademamix_b3_schedule": dict(
+        b3=CONSTANT_RATE, warmup=Domain(integer=True, low=1, jax_array=False),
+        b3_start=CONSTANT_RATE, first_step=Domain(integer=True, jax_array=False),
+        log_eps=Domain(high=1e-6),
+    ),
+    "ademamix_alpha_schedule": dict(
+        alpha=NONNEG, warmup=Domain(integer=True, low=1, jax_array=False),
+        alpha_start=Domain(low=-math.inf), first_step=Domain(integer=True, jax_array=False),
+    ),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
@@ -271,6 +294,9 @@ def _exercise(fn: str, built: Any) -> None:
         return
     elif fn == "adam_mini_partition":
         built = adamjax.adam_mini(1e-3, partition=built)
+    elif fn in ("ademamix_b3_schedule", "ademamix_alpha_schedule"):
+        assert all(np.isfinite(built(jnp.asarray(k))) for k in (0, 3, 10**6))
+        return
     elif fn.startswith(("scale_by", "clip_by", "add_decayed")) or fn == "stochastic_rounding":
         built = optax.chain(built, optax.scale(-1e-3))
     state = built.init(PARAMS)
@@ -305,6 +331,7 @@ def test_hyperparameter(fn, param, value):
 # ---- gradients that cannot carry the params' update ------------------------------------------
 
 ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
+ALIASES += ["ademamix", "simplified_ademamix"]
 FORMATS = {
     "float32": {},
     "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
