@@ -11,6 +11,8 @@ private modules, in layers without cycles:
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
   ``_adafactor``, ``_swats``), each owning its piece, its alias and its diagnostics view;
+* ``_modifiers``: what composes with any piece (``cautious``, ``update_clipping``) and the
+  aliases built from the modifiers (``stable_adamw``, ``adam_atan2``);
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -46,6 +48,7 @@ from adamjax._formats import (
     stochastic_rounding,
 )
 from adamjax._history import History
+from adamjax._modifiers import adam_atan2, cautious, stable_adamw, update_clipping
 from adamjax._moments import StepScalars
 from adamjax._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from adamjax._radam import ScaleByRadamState, radam, scale_by_radam
@@ -53,6 +56,7 @@ from adamjax._scaling import (
     ScaleByLearningRateState,
     WeightDecayScheduleState,
     add_decayed_weights,
+    corrected_weight_decay,
     scale_by_learning_rate,
 )
 from adamjax._schedules import beta1_cyclic, beta1_decay
@@ -83,13 +87,16 @@ __all__ = [
     "adabound_bounds",
     "adafactor",
     "adam",
+    "adam_atan2",
     "adamax",
     "adamw",
     "add_decayed_weights",
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
+    "cautious",
     "clip_by_block_rms",
+    "corrected_weight_decay",
     "diagnostics",
     "moment_presets",
     "nadam",
@@ -105,8 +112,10 @@ __all__ = [
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_swats",
+    "stable_adamw",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",
+    "update_clipping",
     "with_diagnostics",
 ]
