@@ -165,7 +165,13 @@ def update_clipping(
       >>> updates, state = tx.update(grads, tx.init(params), params)
       >>> params = optax.apply_updates(params, updates)
     """
-    fn = "update_clipping"
+    return _update_clipping("update_clipping", tx, threshold, eps, rms_of)
+
+
+def _update_clipping(
+    fn: str, tx: optax.GradientTransformation, threshold: Any, eps: Any, rms_of: str
+) -> optax.GradientTransformationExtraArgs:
+    """:func:`update_clipping`, with errors reported under ``fn``."""
     v.check_positive(fn, "threshold", threshold)
     v.check_non_negative(fn, "eps", eps)
     v.check_choice(fn, "rms_of", rms_of, CLIP_RMS_OF)
@@ -293,7 +299,7 @@ def stable_adamw(
     )  # fmt: skip
 
     def clip(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-        return update_clipping(tx, threshold, eps=eps, rms_of=rms_of)
+        return _update_clipping(fn, tx, threshold, eps, rms_of)
 
     if not clip_decay:
         moments = clip(moments)

@@ -278,7 +278,7 @@ def corrected_weight_decay(
     learning_rate: _piece.ScalarOrSchedule,
     max_lr: Any | None = None,
 ) -> optax.Schedule:
-    r"""Corrected weight decay (AdamC): the decay schedule :math:`\lambda_t \eta_t/\eta_{max}`.
+    r"""Corrected weight decay (AdamC): the decay schedule weight_decay * lr_t / max_lr.
 
     Update rule::
 
