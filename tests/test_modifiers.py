@@ -25,6 +25,7 @@ import modifiers_reference as ref
 from test_golden import hyper as adam_hp
 from test_golden import learning_rate as lr_of
 from test_golden import load, wd
+from test_validation_sweep import EDGE_TREES, _leaf_types
 
 
 def cautious_chain(g: dict) -> optax.GradientTransformation:
@@ -435,3 +436,67 @@ def test_update_clipping_needs_a_moment_piece():
     tx = adamjax.update_clipping(optax.sgd(1e-2))
     with pytest.raises(ValueError, match="update_clipping: the wrapped transformation"):
         tx.init({"w": jnp.ones(2)})
+
+
+# ---- edge trees and diagnostics ---------------------------------------------------------------
+
+MODIFIED = {
+    "cautious": lambda: adamjax.cautious(adamjax.adamw(1e-3)),
+    "cautious_piece": lambda: optax.chain(
+        adamjax.cautious(adamjax.scale_by_adam(), descent=False, rescale="count"),
+        adamjax.scale_by_learning_rate(1e-3),
+    ),
+    "update_clipping": lambda: adamjax.update_clipping(adamjax.nadam(1e-3)),
+    "stable_adamw": lambda: adamjax.stable_adamw(1e-3),
+    "adam_atan2": lambda: adamjax.adam_atan2(1e-3, weight_decay=0.01),
+    "amsgrad_atan2": lambda: adamjax.amsgrad(1e-3, eps_mode="atan2"),
+    "corrected": lambda: adamjax.adamw(
+        optax.cosine_decay_schedule(1e-3, 10),
+        weight_decay=adamjax.corrected_weight_decay(
+            0.1, optax.cosine_decay_schedule(1e-3, 10), max_lr=1e-3
+        ),
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tree", list(EDGE_TREES))
+@pytest.mark.parametrize("name", sorted(MODIFIED))
+def test_edge_tree(name, tree):
+    """The sweep's edge trees: two jitted updates keep the tree, the dtypes and finite values;
+    atan2 refuses complex params by name."""
+    params = EDGE_TREES[tree]
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.25), params)
+    tx = MODIFIED[name]()
+    state = tx.init(params)
+    if tree == "complex" and "atan2" in name:
+        with pytest.raises(TypeError, match="atan2"):
+            tx.update(grads, state, params)
+        return
+    for _ in range(2):
+        updates, new_state = jax.jit(tx.update)(grads, state, params)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
+        assert _leaf_types(updates) == _leaf_types(params)
+        assert _leaf_types(new_state) == _leaf_types(state)
+        assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+        params, state = optax.apply_updates(params, updates), new_state
+
+
+def test_diagnostics_see_through_the_modifiers():
+    """with_diagnostics finds the moment piece inside the wrappers and reports finite metrics;
+    in atan2 mode the preconditioner is the slope 1/sqrt(v_hat) at 0."""
+    params = _tree(0)
+    for tx in (
+        adamjax.with_diagnostics(adamjax.cautious(adamjax.adam(1e-2))),
+        adamjax.with_diagnostics(adamjax.stable_adamw(1e-2)),
+        adamjax.with_diagnostics(adamjax.adam(1e-2, eps_mode="atan2")),
+    ):
+        state = tx.init(params)
+        _, state = tx.update(_tree(1), state, params)
+        metrics = adamjax.diagnostics(state)
+        assert "effective_lr/mean" in metrics
+        assert all(bool(jnp.isfinite(x)) for x in jax.tree.leaves(metrics))
+    # At step 1, v_hat = g**2: the effective learning rate is lr / |g| in atan2 mode.
+    g = _tree(1)
+    expected = np.mean(1e-2 / np.abs(np.concatenate([np.ravel(x) for x in g.values()])))
+    np.testing.assert_allclose(metrics["effective_lr/mean"], expected, rtol=1e-4)
