@@ -59,7 +59,9 @@ def cautious(
       only the Adam direction is masked and the decay is applied in full, as timm's
       ``AdamW(caution=True)`` and pytorch_optimizer's ``cautious=True`` optimizers do.
 
-    Without weight decay the two placements compute the same updates.
+    Without weight decay the two placements compute the same updates. ``init`` refuses the
+    swapped sign where it can tell: ``descent=True`` around a bare adamjax moment piece, and
+    ``descent=False`` around a transformation holding :func:`~adamjax.scale_by_learning_rate`.
 
     Args:
       tx: the transformation to wrap (any optax ``GradientTransformation``).
@@ -99,13 +101,32 @@ def cautious(
             factor = keep * (keep.size / (jnp.sum(keep) + 1))
         return (u * factor).astype(u.dtype)
 
+    def init_fn(params: optax.Params) -> Any:
+        state = tx.init(params)
+        # The two placements keep opposite signs: catch the swap that would keep only the
+        # entries that increase the loss.
+        if descent and _piece.view_of(state) is not None:
+            raise ValueError(
+                f"{fn}: descent must be False around a moment piece ({type(state).__name__}): "
+                "its updates are a direction that the learning rate negates later, got True"
+            )
+        rates = jax.tree.leaves(
+            state, is_leaf=lambda x: isinstance(x, _scaling.ScaleByLearningRateState)
+        )
+        if not descent and any(isinstance(x, _scaling.ScaleByLearningRateState) for x in rates):
+            raise ValueError(
+                f"{fn}: descent must be True around a transformation that applies the learning "
+                "rate (its updates are added to the params), got False"
+            )
+        return state
+
     def update_fn(updates, state, params=None, **extra_args):
         grads = updates
         updates, state = tx.update(grads, state, params, **extra_args)
         v.check_tree_match(fn, updates, grads, what="the wrapped updates")
         return jax.tree.map(mask_leaf, updates, grads), state
 
-    return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 # ---- update clipping ------------------------------------------------------------------------

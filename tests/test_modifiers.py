@@ -432,6 +432,14 @@ def test_validation(call, message):
         call()
 
 
+def test_cautious_refuses_the_swapped_sign():
+    params = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match="cautious: descent must be False"):
+        adamjax.cautious(adamjax.scale_by_adam()).init(params)
+    with pytest.raises(ValueError, match="cautious: descent must be True"):
+        adamjax.cautious(adamjax.adam(1e-3), descent=False).init(params)
+
+
 def test_update_clipping_needs_a_moment_piece():
     tx = adamjax.update_clipping(optax.sgd(1e-2))
     with pytest.raises(ValueError, match="update_clipping: the wrapped transformation"):
