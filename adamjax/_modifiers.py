@@ -202,19 +202,18 @@ def _update_clipping(
     def view_of(state: Any, grads: Any) -> _piece.View:
         found: list[tuple[Any, Any]] = []
         _diagnostics._find_views(state, None, found)
-        if len(found) != 1:
+        # The states whose view reports a second moment the step divided by (a trust-ratio or
+        # bound state beside the moment piece has none).
+        views = [_piece.view_of(s)(_piece.decoded(s), grads) for s, _ in found]
+        views = [view for view in views if view.v_hat is not None and not view.lr_included]
+        if len(views) != 1:
+            names = [type(s).__name__ for s, _ in found]
             raise ValueError(
                 f"{fn}: the wrapped transformation must hold exactly one Adam-family moment "
-                f"state (a piece with a second moment), found {len(found)}; wrap the moment "
+                f"state with a second moment, found {len(views)} among {names}; wrap the moment "
                 "piece or an alias built on one"
             )
-        moment_state = found[0][0]
-        view = _piece.view_of(moment_state)(_piece.decoded(moment_state), grads)
-        if view.v_hat is None or view.lr_included:
-            raise ValueError(
-                f"{fn}: {type(moment_state).__name__} reports no second moment to clip by"
-            )
-        return view
+        return views[0]
 
     def init_fn(params: optax.Params) -> Any:
         state = tx.init(params)
