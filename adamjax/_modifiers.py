@@ -275,11 +275,12 @@ def stable_adamw(
         \theta_t = \theta_{t-1} - \eta_t\left(\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
         + \lambda\theta_{t-1}\right)
 
-    A chain: :func:`update_clipping` around :func:`adamjax.adamw`'s chain (``clip_decay=True``,
-    the paper and ``pytorch_optimizer.StableAdamW``: the decay is clipped with the step), or
-    around its moment piece only (``clip_decay=False``, with ``rms_of="denominator"`` timm's
-    ``AdamWLegacy(clipping_threshold=1.0)``). The defaults (``b2=0.99``, ``weight_decay=1e-2``)
-    are pytorch_optimizer's.
+    AdamW's chain with :func:`update_clipping` around the moment piece and the decay
+    (``clip_decay=True``, the paper and ``pytorch_optimizer.StableAdamW``: the decay is clipped
+    with the step), or around the moment piece only (``clip_decay=False``, with
+    ``rms_of="denominator"`` timm's ``AdamWLegacy(clipping_threshold=1.0)``). Clipping the
+    update is clipping the learning rate of that tensor, as the paper writes it. The defaults
+    (``b2=0.99``, ``weight_decay=1e-2``) are pytorch_optimizer's.
 
     Args:
       learning_rate: :math:`\alpha_t`, a number >= 0 or an optax schedule.
@@ -297,8 +298,8 @@ def stable_adamw(
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``: ``update_clipping(chain(scale_by_adam,
-      add_decayed_weights, scale_by_learning_rate))`` (``clip_decay=False``:
+      An ``optax.GradientTransformationExtraArgs``: ``chain(update_clipping(chain(scale_by_adam,
+      add_decayed_weights)), scale_by_learning_rate)`` (``clip_decay=False``:
       ``chain(update_clipping(scale_by_adam), add_decayed_weights, scale_by_learning_rate)``).
       ``update`` needs ``params``.
 
@@ -318,15 +319,12 @@ def stable_adamw(
         eps_mode="paper", nu_dtype=nu_dtype,
     )  # fmt: skip
 
-    def clip(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-        return _update_clipping(fn, tx, threshold, eps, rms_of)
-
-    if not clip_decay:
-        moments = clip(moments)
-    chain = _scaling.decoupled_chain(
-        fn, moments, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask
-    )
-    return clip(chain) if clip_decay else chain
+    decay = _scaling.decayed_weights(fn, weight_decay, mask)
+    if clip_decay:
+        clipped = _update_clipping(fn, optax.chain(moments, decay), threshold, eps, rms_of)
+        return optax.chain(clipped, _scaling._learning_rate(fn, learning_rate))
+    clipped = _update_clipping(fn, moments, threshold, eps, rms_of)
+    return optax.chain(clipped, decay, _scaling._learning_rate(fn, learning_rate))
 
 
 # ---- adam-atan2 -----------------------------------------------------------------------------

@@ -444,6 +444,15 @@ def test_update_clipping_needs_a_moment_piece():
     tx = adamjax.update_clipping(optax.sgd(1e-2))
     with pytest.raises(ValueError, match="update_clipping: the wrapped transformation"):
         tx.init({"w": jnp.ones(2)})
+    two = adamjax.update_clipping(optax.chain(adamjax.scale_by_adam(), adamjax.scale_by_amsgrad()))
+    with pytest.raises(ValueError, match="found 2 among"):
+        two.init({"w": jnp.ones(2)})
+    # A state with a view but no second moment (AdaBound's bounds include the learning rate) is
+    # passed over: the one Adam state is used.
+    mixed = adamjax.update_clipping(
+        optax.chain(adamjax.scale_by_adam(), adamjax.scale_by_adabound(), optax.scale(-1e-2))
+    )
+    mixed.init({"w": jnp.ones(2)})
 
 
 # ---- edge trees and diagnostics ---------------------------------------------------------------
