@@ -105,6 +105,33 @@ def test_golden_cases_exercise_the_modifiers():
             assert max_rel_err(plain, expected) > 1e-6, name
 
 
+# Each switch is a real difference: the other setting misses the library's trajectory.
+OTHER_CONVENTION = {
+    "timm_cadamw": lambda g: optax.chain(
+        adamjax.cautious(adamjax.scale_by_adam(**adam_hp(g)), descent=False, rescale="count"),
+        adamjax.add_decayed_weights(wd(g)),
+        adamjax.scale_by_learning_rate(lr_of(g)),
+    ),
+    "po_stable_adamw": lambda g: adamjax.stable_adamw(
+        lr_of(g), weight_decay=wd(g), clip_decay=False, **adam_hp(g)
+    ),
+    "timm_adamw_clip": lambda g: adamjax.stable_adamw(
+        lr_of(g), weight_decay=wd(g), clip_decay=False, **adam_hp(g)
+    ),
+    "po_adamc": lambda g: corrected(g),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(OTHER_CONVENTION))
+def test_the_other_convention_does_not_match(name):
+    with jax.enable_x64(True):
+        g = load(name)
+        ours = replay(g, OTHER_CONVENTION[name](g))[-1]
+        expected = {k: g[f"param__{k}"][-1] for k in (str(n) for n in g["leaves"])}
+        assert max_rel_err(ours, expected) > 1e-6
+
+
 @pytest.mark.slow
 def test_whole_alias_placement_masks_the_decay_too():
     """cautious(adamw(...)) masks everything adamw returns, so it is not timm's cautious AdamW
