@@ -12,6 +12,8 @@ private modules, in layers without cycles:
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
   ``_adafactor``, ``_swats`` and the modern family: ``_ademamix``, ``_schedule_free``,
   ``_adam_mini``, ``_came``, ...), each owning its piece, its alias and its diagnostics view;
+* ``_modifiers``: what composes with any piece (``cautious``, ``update_clipping``) and the
+  aliases built from the modifiers (``stable_adamw``, ``adam_atan2``);
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -65,6 +67,7 @@ from adamjax._formats import (
     stochastic_rounding,
 )
 from adamjax._history import History
+from adamjax._modifiers import adam_atan2, cautious, stable_adamw, update_clipping
 from adamjax._moments import StepScalars
 from adamjax._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from adamjax._radam import ScaleByRadamState, radam, scale_by_radam
@@ -72,6 +75,7 @@ from adamjax._scaling import (
     ScaleByLearningRateState,
     WeightDecayScheduleState,
     add_decayed_weights,
+    corrected_weight_decay,
     scale_by_learning_rate,
 )
 from adamjax._schedule_free import (
@@ -118,6 +122,7 @@ __all__ = [
     "adam_mini",
     "adam_mini_decay_mask",
     "adam_mini_partition",
+    "adam_atan2",
     "adamax",
     "adamw",
     "add_decayed_weights",
@@ -128,7 +133,9 @@ __all__ = [
     "beta1_cyclic",
     "beta1_decay",
     "came",
+    "cautious",
     "clip_by_block_rms",
+    "corrected_weight_decay",
     "diagnostics",
     "moment_presets",
     "nadam",
@@ -152,8 +159,10 @@ __all__ = [
     "schedule_free_adamw",
     "schedule_free_eval_params",
     "simplified_ademamix",
+    "stable_adamw",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",
+    "update_clipping",
     "with_diagnostics",
 ]

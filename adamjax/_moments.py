@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-EpsMode = Literal["paper", "hat"]
-EPS_MODES: tuple[str, ...] = ("paper", "hat")
+EpsMode = Literal["paper", "hat", "atan2"]
+EPS_MODES: tuple[str, ...] = ("paper", "hat", "atan2")
 
 MaxOf = Literal["raw", "corrected"]
 MAX_OF: tuple[str, ...] = ("raw", "corrected")
@@ -196,7 +196,13 @@ def place_eps(eps: Any, eps_root: Any, b2: Decay, eps_mode: str) -> tuple[Any, A
       \epsilon)`, which is the paper form with :math:`\epsilon_t = \epsilon / \sqrt{c_{2,t}}` and
       :math:`\epsilon_{root,t} = \epsilon_{root} / c_{2,t}`. Early steps (small :math:`c_{2,t}`)
       with small gradients are damped more than in the paper form.
+    * ``"atan2"`` (Everett et al. 2024): no eps; the division is replaced by
+      :math:`\operatorname{atan2}(\hat m, b \sqrt{\hat v + \epsilon_{root}})` (see
+      :class:`Atan2Division`; ``b`` is 1 unless the mode was made by :func:`atan2_mode`). The
+      placed eps is then an :class:`Atan2Division`, which :func:`precondition` recognises.
     """
+    if eps_mode == "atan2":
+        return Atan2Division(getattr(eps_mode, "scale", 1.0)), eps_root
     if eps_mode == "paper":
         return eps, eps_root
     dtype = b2.correction.dtype
@@ -234,7 +240,9 @@ class MomentStep(NamedTuple):
             dtype,
             m_correction=self.b1.correction,
             v_correction=self.b2.correction,
-            eps=self.eps,
+            # atan2 mode records eps 0: diagnostics then read 1/sqrt(v_hat), the slope of
+            # atan2(m_hat, sqrt(v_hat)) at m_hat = 0.
+            eps=0.0 if isinstance(self.eps, Atan2Division) else self.eps,
             eps_root=self.eps_root,
             **extra,
         )
@@ -302,9 +310,13 @@ def precondition(m_hat: jax.Array, v_hat: jax.Array, eps: Any, eps_root: Any) ->
 
     With ``eps`` and ``eps_root`` both zero Python or NumPy numbers, an entry whose denominator is 0
     (no gradient yet, or one whose square underflows) gets 0, not 0/0 = NaN or m/0 = inf; see
-    :func:`divide_or_zero`.
+    :func:`divide_or_zero`. With ``eps`` an :class:`Atan2Division` (``eps_mode="atan2"``) the
+    direction is :math:`\operatorname{atan2}(\hat m, b\sqrt{\hat v + \epsilon_{root}})`
+    instead, which is 0 at :math:`\hat m = \hat v = 0` and needs no guard.
     """
     dtype = real_dtype(v_hat.dtype)
+    if isinstance(eps, Atan2Division):
+        return atan2_direction(m_hat, v_hat, eps, eps_root)
     denominator = jnp.sqrt(v_hat + as_scalar(eps_root, dtype)) + as_scalar(eps, dtype)
     return divide_or_zero(m_hat, denominator, is_static_zero(eps) and is_static_zero(eps_root))
 
@@ -343,3 +355,53 @@ def infinity_norm(g: jax.Array, u: jax.Array, b2: Any, eps_in_max: Any) -> jax.A
     :math:`\epsilon_{max} = 0`; ``torch.optim.Adamax`` adds its eps inside the max)."""
     dtype = real_dtype(u.dtype)
     return jnp.maximum(as_scalar(b2, dtype) * u, jnp.abs(g).astype(dtype) + eps_in_max)
+
+
+# ---- the atan2 division (eps_mode="atan2") ----------------------------------------------------
+
+
+class Atan2Division(NamedTuple):
+    r"""The placed "eps" of ``eps_mode="atan2"``: the division :math:`\hat m / \sqrt{\hat v}` of
+    every piece that divides through :func:`precondition` becomes
+    :math:`\operatorname{atan2}(\hat m, b \sqrt{\hat v + \epsilon_{root}})` (Everett et al.
+    2024), which is bounded by :math:`\pi/2`, needs no eps and is invariant to a rescaling of the
+    gradients.
+
+    Attributes:
+      scale: :math:`b`, the factor of the denominator (1 for ``eps_mode="atan2"``).
+    """
+
+    scale: Any = 1.0
+
+
+class _Atan2Mode(str):
+    """The string ``"atan2"`` carrying a denominator scale: it passes every piece's check of
+    ``eps_mode`` against :data:`EPS_MODES` and reaches :func:`place_eps` unchanged."""
+
+    scale: Any
+
+    def __new__(cls, scale: Any) -> "_Atan2Mode":
+        mode = super().__new__(cls, "atan2")
+        mode.scale = scale
+        return mode
+
+    def __repr__(self) -> str:
+        return f"atan2_mode({self.scale!r})"
+
+
+def atan2_mode(scale: Any = 1.0) -> str:
+    """``eps_mode="atan2"`` with the denominator scaled by ``scale`` (the ``b`` of
+    :func:`adamjax.adam_atan2`); it compares equal to ``"atan2"``."""
+    return _Atan2Mode(scale)
+
+
+def atan2_direction(m_hat: jax.Array, v_hat: jax.Array, division: Atan2Division, eps_root: Any):
+    r""":math:`\operatorname{atan2}(\hat m, b\sqrt{\hat v + \epsilon_{root}})`, for real
+    :math:`\hat m` (atan2 has no complex form)."""
+    if jnp.iscomplexobj(m_hat):
+        raise TypeError(
+            "eps_mode='atan2' needs real params: atan2 has no complex form; use eps_mode='paper'"
+        )
+    dtype = real_dtype(v_hat.dtype)
+    scale = as_scalar(division.scale, dtype)
+    return jnp.arctan2(m_hat, scale * jnp.sqrt(v_hat + as_scalar(eps_root, dtype)))

@@ -271,3 +271,69 @@ def torch_style_chain(
         moment_piece,
         _learning_rate(fn, learning_rate),
     )
+
+
+def corrected_weight_decay(
+    weight_decay: _piece.ScalarOrSchedule,
+    learning_rate: _piece.ScalarOrSchedule,
+    max_lr: Any | None = None,
+) -> optax.Schedule:
+    r"""Corrected weight decay (AdamC): the decay schedule weight_decay * lr_t / max_lr.
+
+    Update rule::
+
+        weight_decay_t = weight_decay * learning_rate(t) / max_lr
+
+    Passed as the ``weight_decay`` of any alias whose decay the learning rate multiplies (the
+    default ``weight_decay_scaling="learning_rate"`` of :func:`adamjax.adamw`, or
+    :func:`~adamjax.add_decayed_weights` chained before :func:`~adamjax.scale_by_learning_rate`),
+    the decay is scaled by :math:`\eta_t^2/\eta_{max}` instead of :math:`\eta_t`:
+
+    .. math::
+
+        \theta_t = \theta_{t-1} - \eta_t\, u_t - \frac{\eta_t^2}{\eta_{max}} \lambda_t
+        \theta_{t-1}.
+
+    Defazio et al. show that the steady-state norm of normalized layers then follows the
+    schedule instead of blowing up as :math:`\eta_t \to 0`. The decay schedule counts its own
+    steps, in step with the learning rate's (an ``optax.inject_hyperparams`` learning rate is
+    not seen: give the schedule itself).
+
+    Args:
+      weight_decay: :math:`\lambda`, a number >= 0 or a schedule.
+      learning_rate: :math:`\eta_t`, the same number or schedule the alias is given.
+      max_lr: :math:`\eta_{max}` > 0, the peak learning rate (torch's ``max_lr``: the rate the
+        optimizer was constructed with). Needed for a schedule; a number ``learning_rate`` is its
+        own maximum, and the decay is then the plain AdamW decay.
+
+    Returns:
+      An optax schedule of the 0-based step count.
+
+    References:
+      Defazio, Mishchenko, Jelassi et al., "Why Gradients Rapidly Increase Near the End of
+      Training", 2025. ``timm``'s ``corrected_weight_decay=True`` and ``pytorch_optimizer.AdamC``
+      (its ``normalized`` param groups; with ``eps_mode="hat"``) compute this decay.
+
+    Example:
+      >>> lr = optax.cosine_decay_schedule(1e-3, 1000)
+      >>> wd = adamjax.corrected_weight_decay(0.1, lr, max_lr=1e-3)
+      >>> tx = adamjax.adamw(lr, weight_decay=wd)
+    """
+    fn = "corrected_weight_decay"
+    v.check_non_negative(fn, "weight_decay", weight_decay, schedule_ok=True)
+    v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
+    if max_lr is None:
+        if callable(learning_rate):
+            raise ValueError(
+                f"{fn}: max_lr is needed with a learning-rate schedule, got None; pass the peak "
+                "rate, e.g. max_lr=1e-3"
+            )
+        max_lr = learning_rate
+    v.check_positive(fn, "max_lr", max_lr)
+
+    def schedule(count: jax.Array) -> jax.Array:
+        wd = weight_decay(count) if callable(weight_decay) else weight_decay
+        lr = learning_rate(count) if callable(learning_rate) else learning_rate
+        return wd * (lr / max_lr)
+
+    return schedule

@@ -30,10 +30,14 @@ PUBLIC = [name for name in adamjax.__all__ if not (name.startswith("__") and nam
 ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
 ALIASES += ["schedule_free_adamw", "schedule_free"]
 ALIASES += ["adam_mini", "came"]
+ALIASES += ["stable_adamw", "adam_atan2"]
 PIECES = [name for name in PUBLIC if name.startswith("scale_by_")] + [
     "add_decayed_weights",
     "clip_by_block_rms",
     "stochastic_rounding",
+    "cautious",
+    "update_clipping",
+    "corrected_weight_decay",
 ]
 
 # A signature line as pydoc writes it, at the top level or inside a class's " |  " margin.

@@ -206,10 +206,30 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         alpha=NONNEG, warmup=Domain(integer=True, low=1, jax_array=False),
         alpha_start=Domain(low=-math.inf), first_step=Domain(integer=True, jax_array=False),
     ),
+    "cautious": dict(),
+    "update_clipping": dict(threshold=POSITIVE, eps=NONNEG),
+    "stable_adamw": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True),
+        threshold=POSITIVE, eps_root=NONNEG,
+    ),
+    "adam_atan2": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, weight_decay=Domain(schedule=True),
+        a=Domain(low=-math.inf), b=POSITIVE,
+    ),
+    "corrected_weight_decay": dict(
+        weight_decay=Domain(schedule=True), learning_rate=LR,
+        max_lr=Domain(open_low=True, optional=True),
+    ),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
-REQUIRED = {"beta1_decay": dict(b1=0.9, rate=0.1), "beta1_cyclic": dict(b1=0.9, period=10.0)}
+REQUIRED = {
+    "beta1_decay": dict(b1=0.9, rate=0.1),
+    "beta1_cyclic": dict(b1=0.9, period=10.0),
+    "cautious": dict(tx=adamjax.adam(1e-3)),
+    "update_clipping": dict(tx=adamjax.adam(1e-3)),
+    "corrected_weight_decay": dict(weight_decay=0.1, learning_rate=1e-3, max_lr=1e-3),
+}
 REQUIRED["schedule_free"] = dict(base_optimizer=optax.sgd(1e-3), learning_rate=1e-3)
 ALSO = {("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule")}
 
@@ -289,6 +309,8 @@ def _exercise(fn: str, built: Any) -> None:
         built = adamjax.adam(1e-3, mu_dtype=built, nu_dtype=built)
     elif fn in ("beta1_decay", "beta1_cyclic"):
         built = adamjax.adam(1e-3, b1=built)
+    elif fn == "corrected_weight_decay":
+        built = adamjax.adamw(1e-3, weight_decay=built)
     elif fn == "relative_step_schedule":
         assert np.isfinite(built(jnp.asarray(3)))
         return
