@@ -46,7 +46,6 @@ from adamjax._adam_mini import (
     scale_by_adam_mini,
 )
 from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
-from adamjax._came import ScaleByCameState, came, scale_by_came
 from adamjax._ademamix import (
     ScaleByAdemamixState,
     ScaleBySimplifiedAdemamixState,
@@ -57,6 +56,7 @@ from adamjax._ademamix import (
     scale_by_simplified_ademamix,
     simplified_ademamix,
 )
+from adamjax._came import ScaleByCameState, came, scale_by_came
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
     QuantizedArray,
@@ -119,10 +119,10 @@ __all__ = [
     "adabound_bounds",
     "adafactor",
     "adam",
+    "adam_atan2",
     "adam_mini",
     "adam_mini_decay_mask",
     "adam_mini_partition",
-    "adam_atan2",
     "adamax",
     "adamw",
     "add_decayed_weights",
