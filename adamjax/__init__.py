@@ -10,7 +10,8 @@ private modules, in layers without cycles:
   (decode, compute, encode);
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
-  ``_adafactor``, ``_swats``), each owning its piece, its alias and its diagnostics view;
+  ``_adafactor``, ``_swats``, ``_laprop``, ``_adopt``), each owning its piece, its alias and
+  its diagnostics view;
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
 
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
@@ -36,6 +37,7 @@ from adamjax._adam import (
     scale_by_amsgrad,
 )
 from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
+from adamjax._adopt import ScaleByAdoptState, adopt, scale_by_adopt
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
     QuantizedArray,
@@ -46,6 +48,7 @@ from adamjax._formats import (
     stochastic_rounding,
 )
 from adamjax._history import History
+from adamjax._laprop import ScaleByLapropState, laprop, scale_by_laprop
 from adamjax._moments import StepScalars
 from adamjax._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from adamjax._radam import ScaleByRadamState, radam, scale_by_radam
@@ -69,8 +72,10 @@ __all__ = [
     "ScaleByAdaBoundState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdoptState",
     "ScaleByAmsgradState",
     "ScaleByFactoredRmsState",
+    "ScaleByLapropState",
     "ScaleByLearningRateState",
     "ScaleByNadamState",
     "ScaleByRadamState",
@@ -86,11 +91,13 @@ __all__ = [
     "adamax",
     "adamw",
     "add_decayed_weights",
+    "adopt",
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
     "clip_by_block_rms",
     "diagnostics",
+    "laprop",
     "moment_presets",
     "nadam",
     "q8",
@@ -99,8 +106,10 @@ __all__ = [
     "scale_by_adabound",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_adopt",
     "scale_by_amsgrad",
     "scale_by_factored_rms",
+    "scale_by_laprop",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",

@@ -28,6 +28,7 @@ PUBLIC = [name for name in adamjax.__all__ if not (name.startswith("__") and nam
 
 # The optimizers (aliases) and the pieces that transform updates: each states its update rule.
 ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
+ALIASES += ["laprop", "adopt"]
 PIECES = [name for name in PUBLIC if name.startswith("scale_by_")] + [
     "add_decayed_weights",
     "clip_by_block_rms",

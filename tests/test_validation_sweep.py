@@ -157,11 +157,24 @@ DOMAINS: dict[str, dict[str, Domain]] = {
     "stochastic_rounding": dict(seed=Domain(integer=True, maximum=2**32 - 1, jax_array=False)),
     "beta1_decay": dict(b1=CONSTANT_RATE, rate=NONNEG, steps_per_epoch=COUNT),
     "beta1_cyclic": dict(b1=CONSTANT_RATE, period=POSITIVE, steps_per_epoch=COUNT),
+    "laprop": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True),
+        schedule_multiplier=Domain(schedule=True, optional=True),
+    ),
+    "scale_by_laprop": dict(b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG),
+    "adopt": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True)
+    ),
+    "scale_by_adopt": dict(b1=RATE, b2=RATE, eps=NONNEG),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
 REQUIRED = {"beta1_decay": dict(b1=0.9, rate=0.1), "beta1_cyclic": dict(b1=0.9, period=10.0)}
-ALSO = {("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule")}
+ALSO = {
+    ("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
+    ("laprop", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
+}
 
 # The bad (and borderline) values, by name. Each is judged against each parameter's Domain.
 VALUES: dict[str, Any] = {
