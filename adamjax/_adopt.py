@@ -124,6 +124,7 @@ def scale_by_adopt(
         (``optax.contrib.adopt(nesterov=True)``).
       use_clipping: clip the normalized gradient to :math:`[-c_t, c_t]`.
       clip_value_fn: :math:`c` as a function of the step (a float array), see ``clip_step``.
+        Under ``optax.inject_hyperparams``, name it in ``static_args``.
       clip_step: ``"previous"`` (paper, authors, optax, timm) or ``"current"``
         (pytorch_optimizer).
       eps_mode: ``"max"`` or ``"denominator"``, see above.
@@ -160,7 +161,8 @@ def _adopt_moments(
     if not callable(clip_value_fn):
         raise TypeError(
             f"{fn}: clip_value_fn must be a function of the step count, such as "
-            f"lambda x: x**0.25, got {clip_value_fn!r}"
+            f"lambda x: x**0.25, got {clip_value_fn!r}; optax.inject_hyperparams calls every "
+            "callable argument as a schedule, so pass static_args=('clip_value_fn',) to it"
         )
     v.check_choice(fn, "clip_step", clip_step, CLIP_STEPS)
     v.check_choice(fn, "eps_mode", eps_mode, ADOPT_EPS_MODES)
@@ -294,7 +296,8 @@ def adopt(
         ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
       nesterov: Nesterov's look-ahead of the momentum (``optax.contrib.adopt``).
       use_clipping: clip the normalized gradient.
-      clip_value_fn: the clip value as a function of the step, default :math:`x^{1/4}`.
+      clip_value_fn: the clip value as a function of the step, default :math:`x^{1/4}`
+        (under ``optax.inject_hyperparams``, name it in ``static_args``).
       clip_step: ``"previous"`` (paper, authors, optax, timm) or ``"current"``
         (pytorch_optimizer).
       eps_mode: ``"max"`` (every reference) or ``"denominator"`` (Adam's placement).

@@ -265,13 +265,19 @@ FORMAT_ALIASES = {
 }
 
 
-@pytest.mark.parametrize("alias", sorted(FORMAT_ALIASES))
-@pytest.mark.parametrize(
-    ("fmt", "tolerance"),
-    # Measured: q8 3.3e-2 (laprop) and 1.8e-2 (adopt), stochastic bf16 3.2e-3.
-    [(adamjax.q8(), 0.06), (adamjax.stochastic_bf16(seed=0), 0.01)],
-    ids=["q8", "sr-bf16"],
-)
+# Measured: q8 3.3e-2 (laprop) and 1.8e-2 (adopt), stochastic bf16 3.2e-3. One format per alias
+# in the default layer, the other two under the slow marker.
+FORMAT_CASES = [
+    pytest.param("adopt", adamjax.q8(), 0.06, id="q8-adopt"),
+    pytest.param("laprop", adamjax.stochastic_bf16(seed=0), 0.01, id="sr-bf16-laprop"),
+    pytest.param("laprop", adamjax.q8(), 0.06, id="q8-laprop", marks=pytest.mark.slow),
+    pytest.param(
+        "adopt", adamjax.stochastic_bf16(seed=0), 0.01, id="sr-bf16-adopt", marks=pytest.mark.slow
+    ),
+]
+
+
+@pytest.mark.parametrize(("alias", "fmt", "tolerance"), FORMAT_CASES)
 def test_moment_formats_follow_the_float32_trajectory(alias, fmt, tolerance):
     start, expected, _ = quadratic_run(FORMAT_ALIASES[alias](), steps=60)
     _, path, state = quadratic_run(FORMAT_ALIASES[alias](mu_dtype=fmt, nu_dtype=fmt), steps=60)
@@ -290,6 +296,20 @@ def test_moment_formats_follow_the_float32_trajectory(alias, fmt, tolerance):
     if isinstance(fmt, type(adamjax.q8())):
         # Leaves below min_size keep float32 moments: the same maths, the same trajectory.
         np.testing.assert_array_equal(path["b"], expected["b"])
+
+
+def test_inject_hyperparams():
+    """Traced b2 and eps (eps then takes the max path) give the constant-hyperparameter updates;
+    clip_value_fn, a callable that inject_hyperparams would call as a schedule, is static."""
+    params, grad_fn = quadratic_problem(seed=4, dtype=np.float32)
+    hyper = dict(learning_rate=LR, b2=0.99, eps=1e-3)
+    for make, static in ((adamjax.adopt, ("clip_value_fn",)), (adamjax.laprop, ())):
+        injected = optax.inject_hyperparams(make, static_args=static)(**hyper)
+        reference = optax_reference_step(make(**hyper), params)
+        ours, _, theirs = run_forced(injected, reference, params, grad_fn, 50)
+        assert max_rel_err(ours, theirs) <= 1e-6, make
+    with pytest.raises(TypeError, match="static_args"):
+        optax.inject_hyperparams(adamjax.adopt)(learning_rate=LR).init(params)
 
 
 def test_bfloat16_params_stay_bfloat16():
