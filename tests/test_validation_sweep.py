@@ -289,6 +289,9 @@ def test_hyperparameter(fn, param, value):
 # ---- gradients that cannot carry the params' update ------------------------------------------
 
 ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
+# adopt is not here: its first update is 0 by design (it only sets v), which the eps=0 test reads
+# as a failure; test_laprop_adopt.py tests its first step with eps=0.
+ALIASES += ["laprop"]
 FORMATS = {
     "float32": {},
     "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
