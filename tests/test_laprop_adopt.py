@@ -243,19 +243,6 @@ def test_matches_optax_contrib_adopt_float32_over_500_steps(case):
     assert max_rel_err(ours, params) > 1e-2
 
 
-def test_optax_positional_order():
-    """adopt keeps optax.contrib.adopt's positional parameters (learning_rate, b1, b2, eps,
-    mu_dtype) and its keyword-only ones."""
-    import inspect
-
-    theirs = inspect.signature(optax.contrib.adopt).parameters
-    ours = inspect.signature(adamjax.adopt).parameters
-    positional = [n for n, p in theirs.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
-    assert [n for n, p in ours.items() if p.kind == p.POSITIONAL_OR_KEYWORD] == positional
-    for name, p in theirs.items():
-        assert ours[name].kind == p.kind, name
-
-
 # ---- storage formats, jit, first step --------------------------------------------------------
 
 

@@ -30,6 +30,8 @@ ALIASES = {
     "adabound": lambda: adamjax.adabound(1e-2),
     "adafactor": lambda: adamjax.adafactor(1e-2),
     "swats": lambda: adamjax.swats(1e-2),
+    "laprop": lambda: adamjax.laprop(1e-2),
+    "adopt": lambda: adamjax.adopt(1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -48,6 +50,7 @@ OPTAX_PAIRS = {
         lambda: adamjax.radam(1e-2, eps_mode="paper", nesterov=True),
         lambda: optax.radam(1e-2, nesterov=True),
     ),
+    "adopt": (lambda: adamjax.adopt(1e-2), lambda: optax.contrib.adopt(1e-2)),
 }
 
 
@@ -140,6 +143,8 @@ POSITIONAL = {
     "scale_by_radam": (adamjax.scale_by_radam, optax.scale_by_radam),
     "add_decayed_weights": (adamjax.add_decayed_weights, optax.add_decayed_weights),
     "scale_by_learning_rate": (adamjax.scale_by_learning_rate, optax.scale_by_learning_rate),
+    "adopt": (adamjax.adopt, optax.contrib.adopt),
+    "scale_by_adopt": (adamjax.scale_by_adopt, optax.contrib.scale_by_adopt),
 }
 
 
