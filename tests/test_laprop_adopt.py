@@ -55,6 +55,18 @@ GOLDEN_CASES = {
     "laprop_pytorch_optimizer": lambda g: adamjax.laprop(
         float(g["hp_lr"]), **golden_hyper(g), eps_root=1e-15, eps_mode="hat"
     ),
+    "laprop_pytorch_optimizer_centered": lambda g: adamjax.laprop(
+        float(g["hp_lr"]), **golden_hyper(g), eps_root=1e-15, eps_mode="hat", centered=True
+    ),
+    "laprop_pytorch_optimizer_ams_bound": lambda g: adamjax.laprop(
+        float(g["hp_lr"]), **golden_hyper(g), eps_root=1e-15, eps_mode="hat", amsgrad=True
+    ),
+    "laprop_authors_amsgrad": lambda g: adamjax.laprop(
+        float(g["hp_lr"]), **golden_hyper(g), amsgrad=True
+    ),
+    "laprop_authors_centered_amsgrad": lambda g: adamjax.laprop(
+        float(g["hp_lr"]), **golden_hyper(g), centered=True, amsgrad=True
+    ),
     "adopt_timm": adopt_golden,
     "adopt_pytorch_optimizer": adopt_golden,
     "adopt_authors": adopt_golden,
@@ -85,7 +97,7 @@ def replay(g: dict, tx: optax.GradientTransformation, steps: int | None = None) 
     return out if steps is None else [(params, state)]
 
 
-def golden_error(name: str, tx_of) -> float:
+def golden_error(name: str, tx_of, *, params_only: bool = False) -> float:
     with jax.enable_x64(True):
         g = load(name)
         trajectory = replay(g, tx_of(g))
@@ -93,8 +105,14 @@ def golden_error(name: str, tx_of) -> float:
     mu_scale = float(g["hp_lr"]) if bool(g["hp_mu_times_lr"]) else 1.0
     worst = 0.0
     assert len(trajectory) == len(g["steps"])
+    fields = [f for f in ("nu_max", "nu_mean") if f"{f}__{leaves[0]}" in g]
     for i, (params, moments) in enumerate(trajectory):
-        for field, actual in (("param", params), ("mu", moments.mu), ("nu", moments.nu)):
+        pairs = [("param", params), ("mu", moments.mu), ("nu", moments.nu)]
+        if params_only:
+            pairs = pairs[:1]
+        elif fields:
+            pairs += [(f, getattr(moments, f)) for f in fields]
+        for field, actual in pairs:
             if field == "mu":
                 # In NumPy: outside enable_x64, jax arithmetic would round to float32.
                 actual = jax.tree.map(lambda m: mu_scale * np.asarray(m), actual)
@@ -114,6 +132,26 @@ def test_matches_golden_trajectory(name):
         # eps placement: pytorch_optimizer's eps-hat is not timm's paper form, and back.
         ("laprop_pytorch_optimizer", lambda g: adamjax.laprop(g["hp_lr"], **golden_hyper(g))),
         ("laprop_timm", lambda g: adamjax.laprop(g["hp_lr"], **golden_hyper(g), eps_mode="hat")),
+        # The authors' options: each matters, and so does when the centering starts.
+        (
+            "laprop_authors_amsgrad",
+            lambda g: adamjax.laprop(g["hp_lr"], **golden_hyper(g)),
+        ),
+        (
+            "laprop_authors_centered_amsgrad",
+            lambda g: adamjax.laprop(g["hp_lr"], **golden_hyper(g), amsgrad=True),
+        ),
+        (
+            "laprop_pytorch_optimizer_centered",
+            lambda g: adamjax.laprop(
+                g["hp_lr"],
+                **golden_hyper(g),
+                eps_root=1e-15,
+                eps_mode="hat",
+                centered=True,
+                centered_after=0,
+            ),
+        ),
         # Adam, whose momentum is of the raw gradients, is not LaProp.
         ("laprop_timm", lambda g: adamjax.adam(float(g["hp_lr"]), **golden_hyper(g))),
         # The clip's step: pytorch_optimizer's t^(1/4) is one step later than the paper's.
@@ -143,7 +181,7 @@ def test_matches_golden_trajectory(name):
 )
 def test_conventions_really_differ(name, wrong):
     """Every switch used above matters on the golden problem: the other setting misses."""
-    assert golden_error(name, wrong) > 1e-6
+    assert golden_error(name, wrong, params_only=True) > 1e-6
 
 
 # ---- the float64 paper references, 500 steps ------------------------------------------------
@@ -165,6 +203,14 @@ REFERENCE_CASES = {
         ),
         lambda: LapropReference(
             lambda k: LR, 0.8, 0.95, 1e-6, weight_decay=1e-3, decay_scaling="schedule"
+        ),
+    ),
+    "laprop_centered_amsgrad": (
+        lambda: adamjax.laprop(
+            LR, b1=0.8, b2=0.95, eps=1e-6, centered=True, centered_after=5, amsgrad=True
+        ),
+        lambda: LapropReference(
+            lambda k: LR, 0.8, 0.95, 1e-6, centered=True, centered_after=5, amsgrad=True
         ),
     ),
     "adopt_paper": (
@@ -248,6 +294,9 @@ def test_matches_optax_contrib_adopt_float32_over_500_steps(case):
 
 FORMAT_ALIASES = {
     "laprop": lambda **kw: adamjax.laprop(0.05, eps=1e-8, **kw),
+    "laprop_centered_amsgrad": lambda **kw: adamjax.laprop(
+        0.05, eps=1e-8, centered=True, amsgrad=True, **kw
+    ),
     "adopt": lambda **kw: adamjax.adopt(0.05, b2=0.99, **kw),
 }
 
@@ -261,6 +310,13 @@ FORMAT_CASES = [
     pytest.param(
         "adopt", adamjax.stochastic_bf16(seed=0), 0.01, id="sr-bf16-adopt", marks=pytest.mark.slow
     ),
+    pytest.param(
+        "laprop_centered_amsgrad",
+        adamjax.q8(),
+        0.06,
+        id="q8-laprop-centered-amsgrad",
+        marks=pytest.mark.slow,
+    ),
 ]
 
 
@@ -270,7 +326,8 @@ def test_moment_formats_follow_the_float32_trajectory(alias, fmt, tolerance):
     _, path, state = quadratic_run(FORMAT_ALIASES[alias](mu_dtype=fmt, nu_dtype=fmt), steps=60)
     moments = jax.tree.leaves(state, is_leaf=lambda s: hasattr(s, "mu"))
     inner = next(s for s in moments if hasattr(s, "mu"))
-    for tree in (inner.mu, inner.nu):
+    extra = [t for t in (getattr(inner, "nu_max", None), getattr(inner, "nu_mean", None)) if t]
+    for tree in (inner.mu, inner.nu, *extra):
         if isinstance(fmt, type(adamjax.q8())):
             assert isinstance(tree["w"], adamjax.QuantizedArray)
             assert tree["b"].dtype == jnp.float32
@@ -335,7 +392,8 @@ def test_laprop_normalizes_before_the_momentum():
 
 def test_diagnostics_views():
     params = {"w": jnp.array([1.0, -2.0, 3.0])}
-    for tx in (adamjax.adopt(1e-2), adamjax.laprop(1e-2)):
+    laprops = (adamjax.laprop(1e-2), adamjax.laprop(1e-2, amsgrad=True, centered=True))
+    for tx in (adamjax.adopt(1e-2), *laprops):
         tx = adamjax.with_diagnostics(tx)
         state = tx.init(params)
         for _ in range(3):

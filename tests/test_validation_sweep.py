@@ -161,8 +161,12 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
         weight_decay=Domain(schedule=True),
         schedule_multiplier=Domain(schedule=True, optional=True),
+        centered_after=Domain(integer=True),
     ),
-    "scale_by_laprop": dict(b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG),
+    "scale_by_laprop": dict(
+        b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        centered_after=Domain(integer=True),
+    ),
     "adopt": dict(
         learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True)
     ),

@@ -6,7 +6,9 @@ step by step:
 * LaProp: Ziyin, Wang & Ueda (2020), Algorithm 1: ``v`` as in Adam, the gradient divided by
   ``sqrt(v_hat) + eps`` (or the eps-hat form), the momentum taken of that quotient and
   bias-corrected by ``1 - b1^t``. Decoupled weight decay as in AdamW, from the params before the
-  step, multiplied by the learning rate (or, with ``decay_scaling="schedule"``, not).
+  step, multiplied by the learning rate (or, with ``decay_scaling="schedule"``, not). The
+  authors' code adds ``centered`` (``v - a^2``, ``a`` the EMA of ``g`` with ``b2``, after 10
+  steps) and ``amsgrad`` (the running maximum of that raw moment, started with the centering).
 * ADOPT: Taniguchi et al. (2024), Algorithm 2 (with clipping): the first gradient only sets
   ``v_0 = g_0^2``; afterwards ``m_t = b1 m_{t-1} + (1 - b1) clip(g_t / max(sqrt(v_{t-1}), eps),
   c_t)``, ``theta_t = theta_{t-1} - lr m_t`` and ``v_t = b2 v_{t-1} + (1 - b2) g_t^2``. The
@@ -37,9 +39,14 @@ class LapropReference:
     eps_mode: str = "paper"  # or "hat": eps / sqrt(1 - b2^t), eps_root / (1 - b2^t)
     weight_decay: float = 0.0
     decay_scaling: str = "learning_rate"  # or "schedule" (the decay not multiplied by lr)
+    centered: bool = False
+    centered_after: int = 10
+    amsgrad: bool = False
     t: int = 0
     m: dict[str, Array] = field(default_factory=dict)
     v: dict[str, Array] = field(default_factory=dict)
+    v_max: dict[str, Array] = field(default_factory=dict)
+    mean: dict[str, Array] = field(default_factory=dict)
 
     def step(self, params: dict[str, Array], grads: dict[str, Array]) -> dict[str, Array]:
         k = self.t
@@ -53,7 +60,19 @@ class LapropReference:
         for name, theta in params.items():
             g = np.asarray(grads[name], dtype=np.float64)
             v = self.b2 * self.v.get(name, np.zeros_like(g)) + (1.0 - self.b2) * g * g
-            normalized = g / (np.sqrt(v / bc2 + eps_root) + eps)
+            second = v
+            started = not self.centered or self.t > self.centered_after
+            if self.centered:
+                a = self.b2 * self.mean.get(name, np.zeros_like(g)) + (1.0 - self.b2) * g
+                self.mean[name] = a
+                if started:
+                    second = np.maximum(v - a * a, 0.0)
+            if self.amsgrad:
+                v_max = self.v_max.get(name, np.zeros_like(g))
+                if started:
+                    v_max = second = np.maximum(v_max, second)
+                self.v_max[name] = v_max
+            normalized = g / (np.sqrt(second / bc2 + eps_root) + eps)
             m = self.b1 * self.m.get(name, np.zeros_like(g)) + (1.0 - self.b1) * normalized
             self.m[name], self.v[name] = m, v
             decay = self.weight_decay * theta

@@ -117,6 +117,14 @@ def run(problem, step, read_slots) -> dict[str, np.ndarray]:
     return {key: np.stack(v) for key, v in records.items()}
 
 
+SLOTS = {
+    "mu": "exp_avg",
+    "nu": "exp_avg_sq",
+    "nu_max": "max_exp_avg_sq",
+    "nu_mean": "exp_mean_avg_beta2",
+}
+
+
 def run_torch(problem, case: Case) -> dict[str, np.ndarray]:
     tensors = {n: torch.tensor(leaf["p0"], dtype=torch.float64) for n, leaf in problem.items()}
     for t in tensors.values():
@@ -133,8 +141,9 @@ def run_torch(problem, case: Case) -> dict[str, np.ndarray]:
         out = {"mu": {}, "nu": {}}
         for n, t in tensors.items():
             state = opt.state[t]
-            out["mu"][n] = state["exp_avg"].numpy().copy()
-            out["nu"][n] = state["exp_avg_sq"].numpy().copy()
+            for slot, key in SLOTS.items():
+                if key in state:
+                    out.setdefault(slot, {})[n] = state[key].numpy().copy()
         return out
 
     return run(problem, step, slots)
@@ -143,11 +152,15 @@ def run_torch(problem, case: Case) -> dict[str, np.ndarray]:
 def run_reference(problem, case: Case) -> dict[str, np.ndarray]:
     ref = case.reference()
     scale = LR if case.mu_times_lr else 1.0
-    return run(
-        problem,
-        ref.step,
-        lambda: {"mu": {n: scale * m for n, m in ref.m.items()}, "nu": dict(ref.v)},
-    )
+
+    def slots():
+        out = {"mu": {n: scale * m for n, m in ref.m.items()}, "nu": dict(ref.v)}
+        for slot, attr in (("nu_max", "v_max"), ("nu_mean", "mean")):
+            if getattr(ref, attr, None):
+                out[slot] = dict(getattr(ref, attr))
+        return out
+
+    return run(problem, ref.step, slots)
 
 
 def relative_error(a: np.ndarray, e: np.ndarray) -> float:
@@ -222,6 +235,22 @@ def build_cases(authors_adopt: Path | None, authors_laprop: Path | None) -> list
             },
         ),
     ]
+    for option, kw in (("centered", {"centered": True}), ("ams_bound", {"amsgrad": True})):
+        cases.append(
+            Case(
+                f"laprop_pytorch_optimizer_{option}",
+                f"pytorch_optimizer {po_version}: pytorch_optimizer.LaProp(lr={LR}, betas={betas}, "
+                f"eps={EPS}, {option}=True, foreach=False)",
+                f"as laprop_pytorch_optimizer with {option} (centering after 10 steps; the "
+                "maximum of the raw second moment)",
+                lambda ps, option=option: pytorch_optimizer.LaProp(
+                    ps, lr=LR, betas=betas, eps=EPS, foreach=False, **{option: True}
+                ),
+                lambda kw=kw: LapropReference(constant(LR), B1, B2, EPS, 1e-15, "hat", **kw),
+                {**base, "weight_decay": 0.0, "eps_root": 1e-15, **kw},
+                mu_times_lr=True,
+            )
+        )
     if authors_adopt is not None:
         authors = load_file("authors_adopt", authors_adopt)
         where = f"github.com/iShohei220/adopt {git_commit(authors_adopt)} src/adopt/adopt.py"
@@ -255,17 +284,30 @@ def build_cases(authors_adopt: Path | None, authors_laprop: Path | None) -> list
     if authors_laprop is not None:
         authors_lp = load_file("authors_laprop", authors_laprop)
         where = f"github.com/Z-T-WANG/LaProp-Optimizer {git_commit(authors_laprop)} laprop.py"
-        cases.append(
-            Case(
-                "laprop_authors",
-                f"{where}: LaProp(lr={LR}, betas={betas}, eps={EPS})",
-                laprop_conv,
-                lambda ps: authors_lp.LaProp(ps, lr=LR, betas=betas, eps=EPS),
-                lambda: LapropReference(constant(LR), B1, B2, EPS),
-                {**base, "weight_decay": 0.0},
-                mu_times_lr=True,
+        for suffix, kw in (
+            ("", {}),
+            ("_amsgrad", {"amsgrad": True}),
+            ("_centered_amsgrad", {"centered": True, "amsgrad": True}),
+        ):
+            cases.append(
+                Case(
+                    f"laprop_authors{suffix}",
+                    f"{where}: LaProp(lr={LR}, betas={betas}, eps={EPS}"
+                    + "".join(f", {k}=True" for k in kw)
+                    + ")",
+                    laprop_conv
+                    + (
+                        "; centered: v - a^2 after 10 steps, a = EMA of g with b2"
+                        if "centered" in kw
+                        else ""
+                    )
+                    + ("; amsgrad: max of the raw (centered) v" if "amsgrad" in kw else ""),
+                    lambda ps, kw=kw: authors_lp.LaProp(ps, lr=LR, betas=betas, eps=EPS, **kw),
+                    lambda kw=kw: LapropReference(constant(LR), B1, B2, EPS, **kw),
+                    {**base, "weight_decay": 0.0, **kw},
+                    mu_times_lr=True,
+                )
             )
-        )
     return cases
 
 
@@ -273,6 +315,8 @@ def generate(problem, case: Case) -> None:
     torch.set_default_dtype(torch.float64)
     trajectory = run_torch(problem, case)
     expected = run_reference(problem, case)
+    if trajectory.keys() != expected.keys():
+        raise RuntimeError(f"{case.name}: keys differ: {sorted(trajectory)} != {sorted(expected)}")
     worst = max(relative_error(trajectory[k], expected[k]) for k in expected)
     print(f"{case.name}: max rel err vs the float64 paper reference {worst:.2e}")
     if worst >= TOLERANCE:
