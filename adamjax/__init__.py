@@ -11,7 +11,8 @@ private modules, in layers without cycles:
 * ``_piece`` and ``_scaling``: what the pieces share; the learning rate and weight decay;
 * one module per variant (``_adam``, ``_nadam``, ``_adamax``, ``_radam``, ``_adabound``,
   ``_adafactor``, ``_swats`` and the modern family: ``_ademamix``, ``_schedule_free``,
-  ``_adam_mini``, ``_came``, ...), each owning its piece, its alias and its diagnostics view;
+  ``_adam_mini``, ``_came``, ``_laprop``, ``_adopt``, ...), each owning its piece, its alias
+  and its diagnostics view;
 * ``_modifiers``: what composes with any piece (``cautious``, ``update_clipping``) and the
   aliases built from the modifiers (``stable_adamw``, ``adam_atan2``);
 * ``_diagnostics`` and ``_history``: finding the views in any state, pooling their metrics.
@@ -56,6 +57,7 @@ from adamjax._ademamix import (
     scale_by_simplified_ademamix,
     simplified_ademamix,
 )
+from adamjax._adopt import ScaleByAdoptState, adopt, scale_by_adopt
 from adamjax._came import ScaleByCameState, came, scale_by_came
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
@@ -67,6 +69,7 @@ from adamjax._formats import (
     stochastic_rounding,
 )
 from adamjax._history import History
+from adamjax._laprop import ScaleByLapropState, laprop, scale_by_laprop
 from adamjax._modifiers import adam_atan2, cautious, stable_adamw, update_clipping
 from adamjax._moments import StepScalars
 from adamjax._nadam import ScaleByNadamState, nadam, scale_by_nadam
@@ -101,9 +104,11 @@ __all__ = [
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAdemamixState",
+    "ScaleByAdoptState",
     "ScaleByAmsgradState",
     "ScaleByCameState",
     "ScaleByFactoredRmsState",
+    "ScaleByLapropState",
     "ScaleByLearningRateState",
     "ScaleByNadamState",
     "ScaleByRadamState",
@@ -129,6 +134,7 @@ __all__ = [
     "ademamix",
     "ademamix_alpha_schedule",
     "ademamix_b3_schedule",
+    "adopt",
     "amsgrad",
     "beta1_cyclic",
     "beta1_decay",
@@ -137,6 +143,7 @@ __all__ = [
     "clip_by_block_rms",
     "corrected_weight_decay",
     "diagnostics",
+    "laprop",
     "moment_presets",
     "nadam",
     "q8",
@@ -147,9 +154,11 @@ __all__ = [
     "scale_by_adam_mini",
     "scale_by_adamax",
     "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_amsgrad",
     "scale_by_came",
     "scale_by_factored_rms",
+    "scale_by_laprop",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",

@@ -31,6 +31,7 @@ ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "
 ALIASES += ["schedule_free_adamw", "schedule_free"]
 ALIASES += ["adam_mini", "came"]
 ALIASES += ["stable_adamw", "adam_atan2"]
+ALIASES += ["laprop", "adopt"]
 PIECES = [name for name in PUBLIC if name.startswith("scale_by_")] + [
     "add_decayed_weights",
     "clip_by_block_rms",

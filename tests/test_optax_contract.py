@@ -34,6 +34,8 @@ ALIASES = {
     "came": lambda: adamjax.came(1e-2, weight_decay=1e-2),
     "ademamix": lambda: adamjax.ademamix(1e-2, weight_decay=1e-2),
     "simplified_ademamix": lambda: adamjax.simplified_ademamix(1e-3, alpha=2.0),
+    "laprop": lambda: adamjax.laprop(1e-2),
+    "adopt": lambda: adamjax.adopt(1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -57,6 +59,7 @@ OPTAX_PAIRS = {
         lambda: adamjax.simplified_ademamix(1e-3, alpha=2.0),
         lambda: optax.contrib.simplified_ademamix(1e-3, alpha=2.0),
     ),
+    "adopt": (lambda: adamjax.adopt(1e-2), lambda: optax.contrib.adopt(1e-2)),
 }
 
 
@@ -156,6 +159,8 @@ POSITIONAL = {
         adamjax.scale_by_simplified_ademamix,
         optax.contrib.scale_by_simplified_ademamix,
     ),
+    "adopt": (adamjax.adopt, optax.contrib.adopt),
+    "scale_by_adopt": (adamjax.scale_by_adopt, optax.contrib.scale_by_adopt),
 }
 
 
