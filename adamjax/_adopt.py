@@ -13,8 +13,8 @@ from adamjax import _formats, _piece, _scaling
 from adamjax import _moments as mo
 from adamjax import _validation as v
 
-AdoptEpsMode = Literal["max", "denominator"]
-ADOPT_EPS_MODES: tuple[str, ...] = ("max", "denominator")
+AdoptEpsMode = Literal["max", "denominator", "atan2"]
+ADOPT_EPS_MODES: tuple[str, ...] = ("max", "denominator", "atan2")
 ClipStep = Literal["previous", "current"]
 CLIP_STEPS: tuple[str, ...] = ("previous", "current")
 
@@ -90,6 +90,7 @@ def scale_by_adopt(
                 update = m                    (nesterov=True: b1*m + (1-b1)*n)
         c = clip_value_fn(t-1)  (clip_step="previous");  clip_value_fn(t)  ("current")
         eps_mode="denominator":  n = clip(g / (sqrt(v) + eps), c)
+        eps_mode="atan2":        n = clip(atan2(g, sqrt(v)), c)
 
     .. math::
 
@@ -112,7 +113,9 @@ def scale_by_adopt(
       ``count + 1``, as ``pytorch_optimizer.ADOPT`` does (its first real step clips at
       :math:`2^{1/4}`).
     * ``eps_mode="max"`` (default; paper, authors, optax, timm, pytorch_optimizer) floors
-      :math:`\sqrt{v}` at eps; ``"denominator"`` adds eps like Adam.
+      :math:`\sqrt{v}` at eps; ``"denominator"`` adds eps like Adam; ``"atan2"`` replaces the
+      division by :math:`\operatorname{atan2}(g_t, \sqrt{v_{t-1}})` and ignores eps (see
+      :func:`~adamjax.adam_atan2`).
 
     Args:
       b1: decay of the momentum, in [0, 1), or a schedule.
@@ -127,7 +130,7 @@ def scale_by_adopt(
         Under ``optax.inject_hyperparams``, name it in ``static_args``.
       clip_step: ``"previous"`` (paper, authors, optax, timm) or ``"current"``
         (pytorch_optimizer).
-      eps_mode: ``"max"`` or ``"denominator"``, see above.
+      eps_mode: ``"max"``, ``"denominator"`` or ``"atan2"``, see above.
       nu_dtype: storage of ``nu``, as ``mu_dtype`` (real for complex params).
 
     Returns:
@@ -167,6 +170,9 @@ def _adopt_moments(
     v.check_choice(fn, "clip_step", clip_step, CLIP_STEPS)
     v.check_choice(fn, "eps_mode", eps_mode, ADOPT_EPS_MODES)
     floor, added = (eps, 0.0) if eps_mode == "max" else (0.0, eps)
+    if eps_mode == "atan2":  # g / sqrt(v) becomes atan2(g, b sqrt(v)), through precondition
+        added = mo.Atan2Division(getattr(eps_mode, "scale", 1.0))
+    recorded = 0.0 if eps_mode == "atan2" else added  # atan2's slope at 0 is 1/sqrt(v)
 
     def init_fn(params: optax.Params) -> ScaleByAdoptState:
         _piece.check_params(fn, params, mu_dtype, b1=b1, b2=b2)
@@ -195,7 +201,7 @@ def _adopt_moments(
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         count = optax.safe_increment(state.count)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, count)
-        last = mo.StepScalars.of(dtype, m_correction=1, v_correction=1, eps=added, eps_root=0)
+        last = mo.StepScalars.of(dtype, m_correction=1, v_correction=1, eps=recorded, eps_root=0)
         return updates, ScaleByAdoptState(count, mu, nu, last, jnp.asarray(floor, dtype))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -300,7 +306,8 @@ def adopt(
         (under ``optax.inject_hyperparams``, name it in ``static_args``).
       clip_step: ``"previous"`` (paper, authors, optax, timm) or ``"current"``
         (pytorch_optimizer).
-      eps_mode: ``"max"`` (every reference) or ``"denominator"`` (Adam's placement).
+      eps_mode: ``"max"`` (every reference), ``"denominator"`` (Adam's placement) or
+        ``"atan2"`` (the division by :math:`\sqrt{v}` becomes an atan2, eps unused).
       weight_decay: :math:`\lambda`, a number >= 0 or a schedule; L2 unless
         ``decoupled_weight_decay``. ``update`` needs ``params`` unless it is the constant 0.
       decoupled_weight_decay: decay :math:`\theta \leftarrow \theta - \eta_t\lambda\theta` next
