@@ -352,13 +352,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         common.write_metrics(args.out, metrics, args=common.args_dict(args), device=devices)
     )
 
-    print(f"\n{'function':<11} {'optimizer':<13} {'library':<8} {'lr':>7} "
+    print(f"\n{'function':<11} {'optimizer':<19} {'library':<8} {'lr':>7} "
           f"{'final f':>10} {'distance':>9}")  # fmt: skip
     for name in PROBLEMS:
         entry = metrics[name]
-        print(f"{name:<11} {'(start)':<13} {'':<8} {'':>7} {entry['start_f']:>10.3g}")
+        print(f"{name:<11} {'(start)':<19} {'':<8} {'':>7} {entry['start_f']:>10.3g}")
         for opt, m in entry["optimizers"].items():
-            print(f"{name:<11} {opt:<13} {m['library']:<8} {m['learning_rate']:>7g} "
+            print(f"{name:<11} {opt:<19} {m['library']:<8} {m['learning_rate']:>7g} "
                   f"{m['final_f']:>10.3g} {m['final_distance']:>9.3g}")  # fmt: skip
     print(f"{args.steps} steps per optimizer; wall time {metrics['seconds']:.1f} s "
           "(without plotting)")  # fmt: skip
