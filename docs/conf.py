@@ -50,7 +50,14 @@ for _name in NOTEBOOKS:
     if not _copy.exists() or _copy.read_bytes() != _source.read_bytes():
         shutil.copyfile(_source, _copy)
 
-exclude_patterns = ["_build", "README.md", "**/.ipynb_checkpoints", "jupyter_execute"]
+# _generated/ holds files that scripts write and pages include ({include}), not pages.
+exclude_patterns = [
+    "_build",
+    "README.md",
+    "**/.ipynb_checkpoints",
+    "jupyter_execute",
+    "_generated",
+]
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 

@@ -42,7 +42,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
@@ -389,6 +389,7 @@ def train(
     seed: int = 0,
     desc: str = "training",
     progress: bool = True,
+    eval_params: Callable[[Any, Any], Any] | None = None,
 ) -> TrainResult:
     """Trains a freshly initialized ``CNN`` on ``data`` with the optax transformation ``tx``.
 
@@ -409,6 +410,8 @@ def train(
         desc: Label of the progress bar.
         progress: Whether to show the progress bar (one tick per epoch, with the loss and the
             test accuracy).
+        eval_params: ``eval_params(opt_state, params)`` gives the parameters to score, for an
+            optimizer that evaluates elsewhere than it trains (``common.OptimizerSpec``).
 
     Returns:
         A ``TrainResult`` dict. Per epoch (lists of ``epochs`` floats): ``train_loss`` (mean
@@ -452,7 +455,8 @@ def train(
         # Averaging on device and reading back once per epoch avoids a host sync per step.
         train_loss.append(float(jnp.stack(batch_losses).mean()))
         epoch_seconds.append(time.perf_counter() - epoch_start)
-        loss, accuracy = evaluate(model, data.x_test, data.y_test)
+        scored = common.evaluation_model(model, optimizer, eval_params)
+        loss, accuracy = evaluate(scored, data.x_test, data.y_test)
         test_loss.append(loss)
         test_accuracy.append(accuracy)
         bar.set_postfix(loss=f"{train_loss[-1]:.4f}", test_acc=f"{accuracy:.4f}")
@@ -571,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         batch_size=args.batch_size,
         seed=args.seed,
         desc=f"{args.optimizer} on {args.dataset}",
+        eval_params=common.OPTIMIZERS[args.optimizer].eval_params,
     )
     metrics: dict[str, Any] = {
         "dataset": args.dataset,

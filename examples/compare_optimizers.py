@@ -8,7 +8,8 @@ the same batches, at its own usual learning rate (the table in ``common.py``):
     python examples/compare_optimizers.py --optimizers adam amsgrad sgd_momentum
 
 It writes ``curves.png`` (training loss and test accuracy per epoch; adamjax variants solid, each
-in its own colour, optax baselines grey with their own dashes and markers), ``comparison.md``
+in its own colour, optax baselines grey with their own dashes and markers; the modern family of
+``common.NEW_FAMILY`` in a second row, with Adam for reference), ``comparison.md``
 (final metrics and wall time per optimizer) and ``metrics.json`` to ``--out``, prints the table
 and then the path of every file it wrote. Wall time includes the compilation;
 "s/epoch" is the median of the epochs after the first, i.e. the steady state. One run per
@@ -87,10 +88,12 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# adamjax's variants are solid lines, each in its own colour: matplotlib's default ten with its
-# grey (C7) swapped for navy, as grey is the baselines' (past ten variants, the colours repeat
-# dash-dotted). optax's baselines are grey, each with its own dash pattern and marker. So no two
-# lines share a colour, the baselines read as a group, and they stay apart in greyscale print.
+# adamjax's classic variants are solid lines, each in its own colour: matplotlib's default ten
+# with its grey (C7) swapped for navy, as grey is the baselines' (past ten variants, the colours
+# repeat dash-dotted). optax's baselines are grey, each with its own dash pattern and marker. So
+# no two lines share a colour, the baselines read as a group, and they stay apart in greyscale
+# print. The modern family (common.NEW_FAMILY) has its own row of panels, in tab20's twenty
+# colours: each hue's dark shade solid, its light shade dashed.
 ADAMJAX_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "navy", "C8", "C9")
 ADAMJAX_LINESTYLES = ("-", "-.")
 BASELINE_STYLES = (("0.0", "--", "o"), ("0.4", "-.", "s"), ("0.6", ":", "^"))
@@ -98,10 +101,18 @@ BASELINE_STYLES = (("0.0", "--", "o"), ("0.4", "-.", "s"), ("0.6", ":", "^"))
 
 def line_style(name: str) -> dict[str, Any]:
     """Colour, line style and marker of ``name``'s curves, fixed by its place among its
-    library's entries in ``common.OPTIMIZERS``, so that a run with a subset of ``--optimizers``
-    draws each optimizer as the full comparison does."""
+    group's entries (classic adamjax, modern family, optax) in ``common.OPTIMIZERS``, so that a
+    run with a subset of ``--optimizers`` draws each optimizer as the full comparison does."""
+    if name in common.NEW_FAMILY:
+        from matplotlib import colormaps
+
+        index = list(common.NEW_FAMILY).index(name)
+        return {"color": colormaps["tab20"](index % 20), "ls": "-" if index % 2 == 0 else "--",
+                "marker": None}  # fmt: skip
     library = common.OPTIMIZERS[name].library
-    index = [n for n, spec in common.OPTIMIZERS.items() if spec.library == library].index(name)
+    group = [n for n, spec in common.OPTIMIZERS.items()
+             if spec.library == library and n not in common.NEW_FAMILY]  # fmt: skip
+    index = group.index(name)
     if library == "adamjax":
         colors, styles = ADAMJAX_COLORS, ADAMJAX_LINESTYLES
         ls = styles[index // len(colors) % len(styles)]
@@ -112,26 +123,39 @@ def line_style(name: str) -> dict[str, Any]:
 
 def plot(results: dict[str, dict[str, Any]], title: str):
     """Training loss (log scale) and test accuracy per epoch for every optimizer; returns the
-    matplotlib ``Figure``, with one legend for both panels on its right."""
-    fig, axes = common.new_figure(1, 2, width=5.5, height=4.2)
-    for name, r in results.items():
-        epochs = np.arange(1, len(r["train_loss"]) + 1)
-        # About ten markers per line, whatever the number of epochs.
-        style = {**line_style(name), "lw": 1.5, "ms": 4, "markevery": max(1, len(epochs) // 10)}
-        axes[0, 0].semilogy(epochs, r["train_loss"], label=name, **style)
-        axes[0, 1].plot(epochs, r["test_accuracy_curve"], label=name, **style)
-    axes[0, 0].set(xlabel="epoch", ylabel="training loss", title="training loss")
-    axes[0, 1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+    matplotlib ``Figure``. The classic variants and optax's baselines share the first row of
+    panels; the modern family, if run, has the second, with Adam in black for reference. Each
+    row has one legend for both its panels, on the right."""
+    classic = [n for n in results if n not in common.NEW_FAMILY]
+    modern = [n for n in results if n in common.NEW_FAMILY]
+    rows = [(names, label) for names, label in (
+        (classic, "adamjax: colour\noptax: grey"),
+        (modern, "modern family" + ("\nadam: black" if "adam" in results else "")),
+    ) if names]  # fmt: skip
+    fig, axes = common.new_figure(len(rows), 2, width=5.5, height=4.2)
+    for row, (names, legend_title) in enumerate(rows):
+        lines = [(name, line_style(name)) for name in names]
+        if row and "adam" in results:
+            lines.append(("adam", {"color": "black", "ls": ":", "marker": None}))
+        for name, style in lines:
+            r = results[name]
+            epochs = np.arange(1, len(r["train_loss"]) + 1)
+            # About ten markers per line, whatever the number of epochs.
+            style = {**style, "lw": 1.5, "ms": 4, "markevery": max(1, len(epochs) // 10)}
+            axes[row, 0].semilogy(epochs, r["train_loss"], label=name, **style)
+            axes[row, 1].plot(epochs, r["test_accuracy_curve"], label=name, **style)
+        axes[row, 0].set(xlabel="epoch", ylabel="training loss", title="training loss")
+        axes[row, 1].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+        # Outside the axes, so that no curve hides behind the entries.
+        fig.legend(
+            *axes[row, 0].get_legend_handles_labels(),
+            loc="outside right upper" if row == 0 else "outside right lower",
+            fontsize=common.LEGEND_FONTSIZE,
+            title=legend_title,
+            title_fontsize=common.LEGEND_FONTSIZE,
+        )
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    # Outside the axes, so that no curve hides behind the thirteen entries.
-    fig.legend(
-        *axes[0, 0].get_legend_handles_labels(),
-        loc="outside right center",
-        fontsize=common.LEGEND_FONTSIZE,
-        title="adamjax: colour\noptax: grey",
-        title_fontsize=common.LEGEND_FONTSIZE,
-    )
     fig.suptitle(title)
     return fig
 
@@ -142,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     ``learning_rate``)."""
     args = parse_args(argv)
     devices = common.report_devices()
+    common.report_missing()
     load, train, _, _ = MODELS[args.model]
     data = load()
     # JAX's first jitted call in a process pays one-off costs (tracing machinery, the CPU
@@ -159,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
             batch_size=args.batch_size,
             seed=args.seed,
             desc=name,
+            eval_params=common.OPTIMIZERS[name].eval_params,
         )
         results[name] = {**result, "learning_rate": lr}
     table = markdown_table(results)

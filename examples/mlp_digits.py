@@ -169,6 +169,7 @@ def train(
     hidden: int = 128,
     seed: int = 0,
     desc: str = "training",
+    eval_params: Callable[[Any, Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Trains a fresh model on ``data`` with ``tx`` and records its curves.
 
@@ -181,6 +182,8 @@ def train(
         hidden: Hidden-layer width.
         seed: Seed of the initialization and the shuffling.
         desc: Label of the progress bar.
+        eval_params: ``eval_params(opt_state, params)`` gives the parameters to score, for an
+            optimizer that evaluates elsewhere than it trains (``common.OptimizerSpec``).
 
     Returns:
         ``train_loss`` and ``test_accuracy`` (lists, one entry per epoch), the final
@@ -194,7 +197,7 @@ def train(
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     return fit(
         lambda x, y: train_step(model, optimizer, x, y),
-        lambda: evaluate(model, x_test, y_test),
+        lambda: evaluate(common.evaluation_model(model, optimizer, eval_params), x_test, y_test),
         data,
         epochs=epochs,
         batch_size=batch_size,
@@ -332,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         hidden=args.hidden,
         seed=args.seed,
         desc=args.optimizer,
+        eval_params=common.OPTIMIZERS[args.optimizer].eval_params,
     )
     written = [
         plot(result, args.out / "mlp_digits.png", f"{args.optimizer} on digits ({args.task} MLP)"),

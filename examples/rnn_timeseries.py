@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -190,7 +190,11 @@ class Forecaster(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps windows of shape ``(batch, window, 1)`` to forecasts of shape ``(batch,)``."""
-        outputs = self.rnn(x)
+        # The zero initial state, made here: drawn from the cell's own Rngs it would mutate a
+        # variable of the model, which fails inside a jax transformation of a model rebuilt
+        # from split state (choose_variant.py trains that way).
+        carry = self.rnn.cell.initialize_carry(x.shape[:1] + x.shape[2:], nnx.Rngs(carry=0))
+        outputs = self.rnn(x, initial_carry=carry)
         return self.head(outputs[:, -1])[:, 0]
 
 
@@ -225,6 +229,7 @@ def train(
     cell: str = "lstm",
     seed: int = 0,
     progress: bool = True,
+    eval_params: Callable[[Any, Any], Any] | None = None,
 ) -> tuple[Forecaster, dict[str, Any]]:
     """Trains a :class:`Forecaster` with ``tx`` and scores it on the test windows.
 
@@ -237,6 +242,9 @@ def train(
         cell: Recurrent cell, a key of ``CELLS``.
         seed: Seed of the initialization and the batch order.
         progress: Whether to show a tqdm progress bar.
+        eval_params: ``eval_params(opt_state, params)`` gives the parameters to score, for an
+            optimizer that evaluates elsewhere than it trains (``common.OptimizerSpec``); the
+            returned model is then at those parameters.
 
     Returns:
         ``(model, metrics)``. The metrics are ``test_mse``, ``naive_mse`` (last-value forecast),
@@ -267,6 +275,7 @@ def train(
         if step % 100 == 99 or step == steps - 1:
             bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
 
+    model = common.evaluation_model(model, optimizer, eval_params)
     forecast = np.asarray(predict(model, data.x_test))
     seconds = time.perf_counter() - start
     curve = np.asarray(jnp.stack(losses), np.float64)
@@ -377,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         hidden=args.hidden,
         cell=args.cell,
         seed=args.seed,
+        eval_params=common.OPTIMIZERS[args.optimizer].eval_params,
     )
     metrics["noise_floor"] = args.noise**2
 

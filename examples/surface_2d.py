@@ -3,13 +3,16 @@
 Minimises the sphere :math:`f(x, y) = x^2 + y^2` and the Rosenbrock function
 :math:`f(x, y) = (1 - x)^2 + 100 (y - x^2)^2` from a common start with adamjax's ``adam``,
 ``amsgrad``, ``adamw`` and ``nadam``, and with optax's SGD with momentum, RMSprop and Adagrad as
-baselines. Run it from the repository root::
+baselines; then with the modern family of ``common.NEW_FAMILY`` (LAMB, AdaBelief, ..., cautious
+AdamW). Run it from the repository root::
 
     python examples/surface_2d.py                 # 2000 steps per optimizer
     python examples/surface_2d.py --start -1 2.5  # another start, used for both functions
 
 It writes ``surface_sphere.png`` and ``surface_rosenbrock.png`` (a 3-D surface and a contour plot
-with the trajectories), ``loss.png`` (f against the step, log scale) and ``metrics.json``, and
+with the trajectories), the same for the modern family (``surface_sphere_modern.png``,
+``surface_rosenbrock_modern.png``), ``loss.png`` (f against the step, log scale; a row per
+group) and ``metrics.json``, and
 prints a table of the final values and the path of every file it wrote. ``--quick`` runs 500
 steps, for tests.
 
@@ -69,6 +72,10 @@ class Problem:
 OPTIMIZERS: tuple[str, ...] = (
     "adam", "amsgrad", "adamw", "nadam", "sgd_momentum", "rmsprop", "adagrad",
 )  # fmt: skip
+# The modern family (common.NEW_FAMILY, those this adamjax has), drawn in figures of their own.
+# Their learning rate on each problem is Adam's there, rescaled as their base rate in
+# common.OPTIMIZERS is rescaled from Adam's (LAMB 5 times, simplified AdEMAMix 1/100).
+MODERN: tuple[str, ...] = tuple(name for name in common.NEW_FAMILY if name in common.OPTIMIZERS)
 
 # Learning rates per problem, chosen so that every optimizer visibly moves within a few hundred
 # steps without blowing up; they are not the libraries' defaults. Measured from the default
@@ -132,9 +139,23 @@ PROBLEMS: dict[str, Problem] = {
 LOSS_FLOOR = 1e-30
 
 
-@functools.partial(jax.jit, static_argnames=("f", "tx", "steps"))
+def learning_rate(problem: Problem, opt: str) -> float:
+    """``opt``'s learning rate on ``problem``: from its table, or for the modern family Adam's
+    rate times the ratio of their base rates in ``common.OPTIMIZERS``."""
+    if opt in problem.learning_rates:
+        return problem.learning_rates[opt]
+    ratio = common.OPTIMIZERS[opt].learning_rate / common.OPTIMIZERS["adam"].learning_rate
+    return problem.learning_rates["adam"] * ratio
+
+
+@functools.partial(jax.jit, static_argnames=("f", "tx", "steps", "eval_params"))
 def trajectory(
-    start: jax.Array, *, f: Callable, tx: optax.GradientTransformation, steps: int
+    start: jax.Array,
+    *,
+    f: Callable,
+    tx: optax.GradientTransformation,
+    steps: int,
+    eval_params: Callable | None = None,
 ) -> jax.Array:
     """Runs ``steps`` updates of ``tx`` on ``f`` from ``start`` in one ``lax.scan``.
 
@@ -143,6 +164,8 @@ def trajectory(
         f: The scalar function to minimise.
         tx: The optimizer.
         steps: Number of updates.
+        eval_params: For an optimizer that evaluates elsewhere than it takes gradients
+            (schedule-free), ``eval_params(state, params)``: the points recorded are those.
 
     Returns:
         The points visited, shape ``(steps + 1, 2)``, starting with ``start``.
@@ -152,7 +175,7 @@ def trajectory(
         p, state = carry
         updates, state = tx.update(jax.grad(f)(p), state, p)
         p = optax.apply_updates(p, updates)
-        return (p, state), p
+        return (p, state), p if eval_params is None else eval_params(state, p)
 
     _, points = jax.lax.scan(step, (start, tx.init(start)), length=steps)
     return jnp.concatenate([start[None], points])
@@ -189,8 +212,8 @@ def plot_problem(
     contour_ax.contour(gx, gy, gz, levels=levels, cmap="viridis", norm=norm, linewidths=0.8)
 
     for opt, path in paths.items():
-        style = {"color": _color(opt), "lw": 1.4, "ls": "-" if _library(opt) == "adamjax" else "--"}
-        label = f"{opt} (lr {problem.learning_rates[opt]:g})"
+        style = {**_style(opt), "lw": 1.4}
+        label = f"{opt} (lr {learning_rate(problem, opt):g})"
         ax3d.plot(path[:, 0], path[:, 1], np.maximum(values[opt], 1e-2), **style)
         contour_ax.plot(path[:, 0], path[:, 1], label=label, **style)
     contour_ax.plot(*next(iter(paths.values()))[0], "ko", ms=6, label="start")
@@ -205,15 +228,19 @@ def plot_problem(
 
 
 def plot_losses(values: dict[str, dict[str, np.ndarray]]):
-    """f against the step for every problem and optimizer, on a log scale."""
-    fig, axes = common.new_figure(1, len(values), width=5.5, height=4.0)
-    for ax, (name, per_opt) in zip(axes[0], values.items(), strict=True):
-        for opt, f in per_opt.items():
-            ax.plot(np.maximum(f, LOSS_FLOOR), color=_color(opt), lw=1.3, label=opt,
-                    ls="-" if _library(opt) == "adamjax" else "--")  # fmt: skip
-        ax.set(yscale="log", xlabel="step", ylabel=f"f (floored at {LOSS_FLOOR:g})", title=name)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=common.LEGEND_FONTSIZE)
+    """f against the step for every problem and optimizer, on a log scale: a row for the
+    classic variants and baselines, and one for the modern family when it ran."""
+    groups = [g for g in (OPTIMIZERS, MODERN) if any(o in g for v in values.values() for o in v)]
+    fig, axes = common.new_figure(len(groups), len(values), width=5.5, height=4.0)
+    for row, group in enumerate(groups):
+        for ax, (name, per_opt) in zip(axes[row], values.items(), strict=True):
+            for opt, f in per_opt.items():
+                if opt in group:
+                    ax.plot(np.maximum(f, LOSS_FLOOR), lw=1.3, label=opt, **_style(opt))
+            ax.set(yscale="log", xlabel="step", ylabel=f"f (floored at {LOSS_FLOOR:g})",
+                   title=name)  # fmt: skip
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=common.LEGEND_FONTSIZE)
     return fig
 
 
@@ -221,9 +248,17 @@ def _library(opt: str) -> str:
     return common.OPTIMIZERS[opt].library
 
 
-def _color(opt: str) -> str:
-    # Fixed per optimizer, so that runs with a subset of --optimizers match the full figures.
-    return f"C{OPTIMIZERS.index(opt)}"
+def _style(opt: str) -> dict[str, Any]:
+    # Fixed per optimizer, so that runs with a subset of --optimizers match the full figures:
+    # the classic ones in matplotlib's ten colours (optax's dashed), the modern family in
+    # tab20's twenty (each hue's light shade dashed).
+    if opt in OPTIMIZERS:
+        return {"color": f"C{OPTIMIZERS.index(opt)}",
+                "ls": "-" if _library(opt) == "adamjax" else "--"}  # fmt: skip
+    from matplotlib import colormaps
+
+    index = MODERN.index(opt)
+    return {"color": colormaps["tab20"](index % 20), "ls": "-" if index % 2 == 0 else "--"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -242,10 +277,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--optimizers",
         nargs="+",
-        choices=OPTIMIZERS,
-        default=list(OPTIMIZERS),
+        choices=OPTIMIZERS + MODERN,
+        default=list(OPTIMIZERS + MODERN),
         metavar="NAME",
-        help=f"optimizers to run (default all: {' '.join(OPTIMIZERS)})",
+        help=f"optimizers to run (default all: {' '.join(OPTIMIZERS + MODERN)})",
     )
     return common.finish_args(parser.parse_args(argv))
 
@@ -264,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     args = parse_args(argv)
     devices = common.report_devices()
+    common.report_missing()
     began = time.perf_counter()
 
     metrics: dict[str, Any] = {}
@@ -282,9 +318,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             paths[name], values[name] = {}, {}
             for opt in args.optimizers:
                 progress.set_postfix(function=name, optimizer=opt)
-                lr = problem.learning_rates[opt]
+                lr = learning_rate(problem, opt)
                 tx = common.make_optimizer(opt, lr)
-                path = np.asarray(trajectory(start, f=problem.f, tx=tx, steps=args.steps))
+                eval_params = common.OPTIMIZERS[opt].eval_params
+                path = trajectory(start, f=problem.f, tx=tx, steps=args.steps,
+                                  eval_params=eval_params)  # fmt: skip
+                path = np.asarray(path)
                 f_path = np.asarray(jax.vmap(problem.f)(jnp.asarray(path)))
                 paths[name][opt], values[name][opt] = path, f_path
                 entry["optimizers"][opt] = {
@@ -300,25 +339,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             metrics[name] = entry
     metrics["seconds"] = time.perf_counter() - began
 
-    written = [
-        common.save_figure(
-            plot_problem(name, problem, paths[name], values[name]),
-            args.out / f"surface_{name}.png",
-        )
-        for name, problem in PROBLEMS.items()
-    ]
+    written = []
+    for group, suffix in ((OPTIMIZERS, ""), (MODERN, "_modern")):
+        for name, problem in PROBLEMS.items():
+            in_group = [opt for opt in paths[name] if opt in group]
+            if in_group:
+                fig = plot_problem(name, problem, {o: paths[name][o] for o in in_group},
+                                   {o: values[name][o] for o in in_group})  # fmt: skip
+                written.append(common.save_figure(fig, args.out / f"surface_{name}{suffix}.png"))
     written.append(common.save_figure(plot_losses(values), args.out / "loss.png"))
     written.append(
         common.write_metrics(args.out, metrics, args=common.args_dict(args), device=devices)
     )
 
-    print(f"\n{'function':<11} {'optimizer':<13} {'library':<8} {'lr':>7} "
+    print(f"\n{'function':<11} {'optimizer':<19} {'library':<8} {'lr':>7} "
           f"{'final f':>10} {'distance':>9}")  # fmt: skip
     for name in PROBLEMS:
         entry = metrics[name]
-        print(f"{name:<11} {'(start)':<13} {'':<8} {'':>7} {entry['start_f']:>10.3g}")
+        print(f"{name:<11} {'(start)':<19} {'':<8} {'':>7} {entry['start_f']:>10.3g}")
         for opt, m in entry["optimizers"].items():
-            print(f"{name:<11} {opt:<13} {m['library']:<8} {m['learning_rate']:>7g} "
+            print(f"{name:<11} {opt:<19} {m['library']:<8} {m['learning_rate']:>7g} "
                   f"{m['final_f']:>10.3g} {m['final_distance']:>9.3g}")  # fmt: skip
     print(f"{args.steps} steps per optimizer; wall time {metrics['seconds']:.1f} s "
           "(without plotting)")  # fmt: skip
