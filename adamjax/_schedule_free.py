@@ -396,7 +396,8 @@ def _schedule_free_view(state: ScheduleFreeState, grads: Any) -> _piece.View:
 def _warmup(learning_rate: Any, warmup_steps: int | None, convention: str) -> Any:
     """The learning rate with linear warm-up over ``warmup_steps`` updates: the package's
     :math:`\\gamma\\min(1, (k+1)/W)` at the 0-based update ``k``, or optax's
-    ``warmup_constant_schedule(0, lr, W)``, :math:`\\gamma\\min(1, k/W)`."""
+    ``warmup_constant_schedule(0, lr, W)``, :math:`\\gamma\\min(1, k/W)`. A schedule
+    :math:`\\gamma_k` is multiplied by the same factor."""
     if not warmup_steps:
         return learning_rate
     offset = 0 if convention == "optax" else 1
@@ -405,7 +406,8 @@ def _warmup(learning_rate: Any, warmup_steps: int | None, convention: str) -> An
         # In the default float dtype (float64 with x64), as the package computes in Python
         # (optax's schedule computes in float32 even with x64).
         steps = jnp.minimum(count + offset, warmup_steps).astype(jnp.result_type(float))
-        return learning_rate * (steps / warmup_steps)
+        base = learning_rate(count) if callable(learning_rate) else learning_rate
+        return base * (steps / warmup_steps)
 
     return schedule
 
@@ -464,7 +466,8 @@ def schedule_free_adamw(
     Without warm-up the two are the same.
 
     Args:
-      learning_rate: :math:`\gamma`, a number >= 0 (or, without warm-up, a schedule).
+      learning_rate: :math:`\gamma`, a number >= 0 or a schedule (with ``warmup_steps``, a
+        schedule is multiplied by the warm-up factor).
       warmup_steps: :math:`W`, an integer >= 0 or None (no warm-up).
       b1: :math:`\beta_1`, the interpolation between :math:`x` and :math:`z`, in (0, 1].
       b2: :math:`\beta_2`, decay of the second moment, in [0, 1).
@@ -502,11 +505,6 @@ def schedule_free_adamw(
     v.check_choice(fn, "convention", convention, CONVENTIONS)
     if warmup_steps is not None:
         v.check_integer(fn, "warmup_steps", warmup_steps, minimum=0, array_ok=False)
-    if warmup_steps and callable(learning_rate):
-        raise ValueError(
-            f"{fn}: learning_rate must be a number with warmup_steps, got the schedule "
-            f"{learning_rate!r}; put the warm-up in the schedule and pass warmup_steps=None"
-        )
     v.check_non_negative(fn, "learning_rate", learning_rate, schedule_ok=True)
     lr = _warmup(learning_rate, warmup_steps, convention)
     moments = _scale_by_rms(fn, b2, eps, eps_root, nu_dtype)

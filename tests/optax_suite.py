@@ -77,6 +77,13 @@ SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
     "contrib.schedule_free": ("schedule_free", {"convention": "optax"}),
     "contrib.schedule_free_adamw": ("schedule_free_adamw", {"convention": "optax"}),
     "contrib.schedule_free_eval_params": ("schedule_free_eval_params", {}),
+    "contrib.adopt": ("adopt", {}),
+    "contrib.scale_by_adopt": ("scale_by_adopt", {}),
+    "contrib.ademamix": ("ademamix", {}),
+    # optax's piece defaults to alpha=6.0 (its alias and adamjax to 5.0).
+    "contrib.scale_by_ademamix": ("scale_by_ademamix", {"alpha": 6.0}),
+    "contrib.simplified_ademamix": ("simplified_ademamix", {}),
+    "contrib.scale_by_simplified_ademamix": ("scale_by_simplified_ademamix", {}),
 }
 
 # fnmatch pattern on the test id -> the documented reason it fails under the swap. Numbered ids

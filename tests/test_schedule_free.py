@@ -374,10 +374,6 @@ def test_z_cannot_be_8_bit():
         (lambda: adamjax.schedule_free_adamw(b1=0.0), "schedule_free_adamw: b1 must be in (0, 1]"),
         (lambda: adamjax.schedule_free_adamw(warmup_steps=-1), "schedule_free_adamw: warmup_steps"),
         (
-            lambda: adamjax.schedule_free_adamw(optax.constant_schedule(1e-3), 10),
-            "schedule_free_adamw: learning_rate must be a number with warmup_steps",
-        ),
-        (
             lambda: adamjax.schedule_free_adamw(convention="torch"),
             "schedule_free_adamw: convention",
         ),
@@ -390,6 +386,25 @@ def test_construction_errors_name_the_argument(call, message):
     with pytest.raises((TypeError, ValueError)) as info:
         call()
     assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("convention", ["schedulefree", "optax"])
+def test_a_scheduled_learning_rate_is_multiplied_by_the_warm_up(convention):
+    """schedule(k) * min(1, (k + offset)/W) equals the constant rate with the same warm-up when
+    the schedule is constant, and halves the updates when the schedule does."""
+    params = {"w": jnp.linspace(-1.0, 1.0, 5)}
+    grads = {"w": jnp.array([0.3, -1.0, 0.5, 2.0, -0.1])}
+    constant = adamjax.schedule_free_adamw(1e-2, 4, convention=convention)
+    scheduled = adamjax.schedule_free_adamw(optax.constant_schedule(1e-2), 4, convention=convention)
+    halved = adamjax.schedule_free_adamw(optax.constant_schedule(5e-3), 4, convention=convention)
+    txs = (constant, scheduled, halved)
+    states = [tx.init(params) for tx in txs]
+    for _ in range(6):
+        outs = [tx.update(grads, s, params) for tx, s in zip(txs, states, strict=True)]
+        (u_c, _), (u_s, _), (u_h, _) = outs
+        np.testing.assert_allclose(u_s["w"], u_c["w"], rtol=1e-6)
+        np.testing.assert_allclose(u_h["w"], 0.5 * u_c["w"], rtol=1e-4)  # float32 rounding
+        states = [s for _, s in outs]
 
 
 def test_update_needs_params():
