@@ -32,10 +32,12 @@ from adamjax._adam import (
     adam,
     adamw,
     amsgrad,
+    nadamw,
     scale_by_adam,
     scale_by_amsgrad,
 )
-from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
+from adamjax._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_by_adamax
+from adamjax._adan import ScaleByAdanState, adan, scale_by_adan
 from adamjax._diagnostics import DiagnosticsState, diagnostics, with_diagnostics
 from adamjax._formats import (
     QuantizedArray,
@@ -69,6 +71,7 @@ __all__ = [
     "ScaleByAdaBoundState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdanState",
     "ScaleByAmsgradState",
     "ScaleByFactoredRmsState",
     "ScaleByLearningRateState",
@@ -84,7 +87,9 @@ __all__ = [
     "adafactor",
     "adam",
     "adamax",
+    "adamaxw",
     "adamw",
+    "adan",
     "add_decayed_weights",
     "amsgrad",
     "beta1_cyclic",
@@ -93,12 +98,14 @@ __all__ = [
     "diagnostics",
     "moment_presets",
     "nadam",
+    "nadamw",
     "q8",
     "radam",
     "relative_step_schedule",
     "scale_by_adabound",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_adan",
     "scale_by_amsgrad",
     "scale_by_factored_rms",
     "scale_by_learning_rate",

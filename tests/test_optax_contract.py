@@ -30,6 +30,9 @@ ALIASES = {
     "adabound": lambda: adamjax.adabound(1e-2),
     "adafactor": lambda: adamjax.adafactor(1e-2),
     "swats": lambda: adamjax.swats(1e-2),
+    "nadamw": lambda: adamjax.nadamw(1e-2),
+    "adamaxw": lambda: adamjax.adamaxw(1e-2),
+    "adan": lambda: adamjax.adan(1e-2, weight_decay=1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -47,6 +50,14 @@ OPTAX_PAIRS = {
     "radam(nesterov)": (
         lambda: adamjax.radam(1e-2, eps_mode="paper", nesterov=True),
         lambda: optax.radam(1e-2, nesterov=True),
+    ),
+    "nadamw": (lambda: adamjax.nadamw(1e-2), lambda: optax.nadamw(1e-2)),
+    "adamaxw (alias)": (lambda: adamjax.adamaxw(1e-2), lambda: optax.adamaxw(1e-2)),
+    "adan": (
+        lambda: adamjax.adan(
+            1e-2, weight_decay=1e-2, no_prox=True, difference_weight="1-b2", eps_root=1e-8
+        ),
+        lambda: optax.adan(1e-2, weight_decay=1e-2),
     ),
 }
 
@@ -140,6 +151,10 @@ POSITIONAL = {
     "scale_by_radam": (adamjax.scale_by_radam, optax.scale_by_radam),
     "add_decayed_weights": (adamjax.add_decayed_weights, optax.add_decayed_weights),
     "scale_by_learning_rate": (adamjax.scale_by_learning_rate, optax.scale_by_learning_rate),
+    "nadamw": (adamjax.nadamw, optax.nadamw),
+    "adamaxw": (adamjax.adamaxw, optax.adamaxw),
+    "adan": (adamjax.adan, optax.adan),
+    "scale_by_adan": (adamjax.scale_by_adan, optax.scale_by_adan),
 }
 
 
