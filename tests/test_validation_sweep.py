@@ -157,11 +157,27 @@ DOMAINS: dict[str, dict[str, Domain]] = {
     "stochastic_rounding": dict(seed=Domain(integer=True, maximum=2**32 - 1, jax_array=False)),
     "beta1_decay": dict(b1=CONSTANT_RATE, rate=NONNEG, steps_per_epoch=COUNT),
     "beta1_cyclic": dict(b1=CONSTANT_RATE, period=POSITIVE, steps_per_epoch=COUNT),
+    "nadamw": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True),
+        schedule_multiplier=Domain(schedule=True, optional=True),
+    ),
+    "adamaxw": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True)
+    ),
+    "adan": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, b3=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_adan": dict(b1=RATE, b2=RATE, b3=RATE, eps=NONNEG, eps_root=NONNEG),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
 REQUIRED = {"beta1_decay": dict(b1=0.9, rate=0.1), "beta1_cyclic": dict(b1=0.9, period=10.0)}
-ALSO = {("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule")}
+ALSO = {
+    ("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
+    ("nadamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
+}
 
 # The bad (and borderline) values, by name. Each is judged against each parameter's Domain.
 VALUES: dict[str, Any] = {
@@ -275,7 +291,10 @@ def test_hyperparameter(fn, param, value):
 
 # ---- gradients that cannot carry the params' update ------------------------------------------
 
-ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
+ALIASES = [
+    "adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats",
+    "nadamw", "adamaxw", "adan",
+]  # fmt: skip
 FORMATS = {
     "float32": {},
     "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
@@ -351,6 +370,7 @@ def test_eps_zero_with_zero_gradients_gives_zero_updates_there(name):
     """With eps = eps_root = 0 an entry whose gradient has been 0 (or so small that its square
     underflows) gets a zero update, not 0/0 = NaN or m/0 = inf; the others move as usual."""
     extra = {"adamw": {"weight_decay": 0.0}, "adafactor": {"min_dim_size_to_factor": 2}}
+    extra |= {"nadamw": {"weight_decay": 0.0}, "adamaxw": {"weight_decay": 0.0}}
     tx = getattr(adamjax, name)(1e-3, eps=0.0, **extra.get(name, {}))
     params = {"w": jnp.ones(4)}
     grads = {"w": jnp.asarray([0.0, 1.0, 0.0, 1e-30])}
