@@ -36,6 +36,7 @@ from adamjax._adam import (
     adam,
     adamw,
     amsgrad,
+    nadamw,
     scale_by_adam,
     scale_by_amsgrad,
 )
@@ -46,7 +47,8 @@ from adamjax._adam_mini import (
     adam_mini_partition,
     scale_by_adam_mini,
 )
-from adamjax._adamax import ScaleByAdamaxState, adamax, scale_by_adamax
+from adamjax._adamax import ScaleByAdamaxState, adamax, adamaxw, scale_by_adamax
+from adamjax._adan import ScaleByAdanState, adan, scale_by_adan
 from adamjax._ademamix import (
     ScaleByAdemamixState,
     ScaleBySimplifiedAdemamixState,
@@ -103,6 +105,7 @@ __all__ = [
     "ScaleByAdamMiniState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
+    "ScaleByAdanState",
     "ScaleByAdemamixState",
     "ScaleByAdoptState",
     "ScaleByAmsgradState",
@@ -129,7 +132,9 @@ __all__ = [
     "adam_mini_decay_mask",
     "adam_mini_partition",
     "adamax",
+    "adamaxw",
     "adamw",
+    "adan",
     "add_decayed_weights",
     "ademamix",
     "ademamix_alpha_schedule",
@@ -146,6 +151,7 @@ __all__ = [
     "laprop",
     "moment_presets",
     "nadam",
+    "nadamw",
     "q8",
     "radam",
     "relative_step_schedule",
@@ -153,6 +159,7 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adam_mini",
     "scale_by_adamax",
+    "scale_by_adan",
     "scale_by_ademamix",
     "scale_by_adopt",
     "scale_by_amsgrad",

@@ -2,7 +2,7 @@ r"""Adam, AdamW and AMSGrad: the moment pieces ``scale_by_adam`` and ``scale_by_
 aliases and their diagnostics views."""
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,9 @@ import optax
 from adamjax import _formats, _piece, _scaling
 from adamjax import _moments as mo
 from adamjax import _validation as v
+
+NesterovCorrection = Literal["next", "current"]
+NESTEROV_CORRECTIONS: tuple[str, ...] = ("next", "current")
 
 
 class ScaleByAdamState(NamedTuple):
@@ -203,14 +206,17 @@ def adam_moments(
     max_of: str | None = None,
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
+    lookahead_correction: str = "next",
 ) -> optax.GradientTransformationExtraArgs:
     """:func:`scale_by_adam` (``max_of=None``) or :func:`scale_by_amsgrad`, validated under
-    ``fn``, the name of the function the user called."""
+    ``fn``, the name of the function the user called. ``lookahead_correction="current"`` (timm's
+    ``NAdamW``) corrects the Nesterov look-ahead term by the step's own :math:`1 - \\beta_1^t`."""
     _piece.check_moment_options(
         fn, b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype
     )
     v.check_choice(fn, "eps_mode", eps_mode, mo.EPS_MODES)
     v.check_bool(fn, "nesterov", nesterov)
+    v.check_choice(fn, "lookahead_correction", lookahead_correction, NESTEROV_CORRECTIONS)
     if max_of is not None:
         v.check_choice(fn, "max_of", max_of, mo.MAX_OF)
     v.check_bool(fn, "bias_correction_mu", bias_correction_mu)
@@ -238,6 +244,8 @@ def adam_moments(
         step = mo.moment_step(
             b1, b2, eps, eps_root, eps_mode, state.count, state.last_step, nesterov=nesterov
         )
+        if nesterov and lookahead_correction == "current":
+            step = step._replace(ahead=step.b1)
         if not bias_correction_mu:
             step = step._replace(b1=_uncorrected(step.b1), ahead=_uncorrected(step.ahead))
         if not bias_correction_nu:
@@ -457,14 +465,115 @@ def adamw(
       >>> updates, state = tx.update(grads, tx.init(params), params)
       >>> params = optax.apply_updates(params, updates)
     """
-    fn = "adamw"
-    moments = _moments_of(
-        fn, amsgrad, max_of, b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
-        nesterov=nesterov, eps_mode=eps_mode, nu_dtype=nu_dtype,
+    return _adamw_chain(
+        "adamw", learning_rate=learning_rate, weight_decay=weight_decay, mask=mask,
+        weight_decay_scaling=weight_decay_scaling, schedule_multiplier=schedule_multiplier,
+        amsgrad=amsgrad, max_of=max_of, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+        mu_dtype=mu_dtype, nesterov=nesterov, eps_mode=eps_mode, nu_dtype=nu_dtype,
     )  # fmt: skip
+
+
+def _adamw_chain(
+    fn: str,
+    *,
+    learning_rate: Any,
+    weight_decay: Any,
+    mask: Any,
+    weight_decay_scaling: str,
+    schedule_multiplier: Any,
+    amsgrad: bool,
+    max_of: str,
+    **options: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """:func:`adamw` and :func:`nadamw`: the moment piece, decoupled decay, learning rate."""
+    moments = _moments_of(fn, amsgrad, max_of, **options)
     return _scaling.decoupled_chain(
         fn, moments, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask,
         weight_decay_scaling=weight_decay_scaling, schedule_multiplier=schedule_multiplier,
+    )  # fmt: skip
+
+
+def nadamw(
+    learning_rate: _piece.ScalarOrSchedule = 1e-3,
+    b1: float | optax.Schedule = 0.9,
+    b2: float | optax.Schedule = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+    weight_decay: _piece.ScalarOrSchedule = 1e-4,
+    mask: Any | None = None,
+    *,
+    nesterov: bool = True,
+    lookahead_correction: NesterovCorrection = "next",
+    weight_decay_scaling: _scaling.WeightDecayScaling = "learning_rate",
+    schedule_multiplier: _piece.ScalarOrSchedule | None = None,
+    amsgrad: bool = False,
+    max_of: mo.MaxOf = "raw",
+    eps_mode: mo.EpsMode = "paper",
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""NAdamW: AdamW with a constant-b1 Nesterov look-ahead of the first moment.
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*|g|**2;  v_hat = v / (1 - b2**t)
+        m_bar = b1*m / (1 - b1**(t+1)) + (1-b1)*g / (1 - b1**t)     (lookahead "next")
+        m_bar = (b1*m + (1-b1)*g) / (1 - b1**t)                    (lookahead "current")
+        update = -learning_rate * (m_bar / (sqrt(v_hat + eps_root) + eps) + weight_decay*param)
+
+    .. math::
+
+        \bar m_t = \frac{\beta_1 m_t}{1-\beta_1^{t+1}} + \frac{(1-\beta_1) g_t}{1-\beta_1^t},
+        \qquad \theta_t = \theta_{t-1} - \eta_t \left(\frac{\bar m_t}{\sqrt{\hat v_t +
+        \epsilon_{root}} + \epsilon} + \lambda\theta_{t-1}\right)
+
+    This is :func:`adamw` with ``nesterov=True``: the same pieces, chained the same way. With
+    the defaults it is ``optax.nadamw`` (whose positional parameters it keeps, in optax's order).
+    ``lookahead_correction="current"`` divides the look-ahead term by :math:`1-\beta_1^t`
+    instead of :math:`1-\beta_1^{t+1}`, as timm's ``NAdamW`` does. Both keep :math:`\beta_1`
+    constant. It is *not* ``torch.optim.NAdam(decoupled_weight_decay=True)``, whose momentum
+    follows Dozat's schedule :math:`\mu_t`: that one is
+    ``adamjax.nadam(decoupled_weight_decay=True)``.
+
+    Args:
+      learning_rate: :math:`\eta_t`, a number >= 0 or a schedule (with ``"schedule"`` scaling,
+        the base rate, a number).
+      b1: decay of the first moment, in [0, 1), or a schedule.
+      b2: decay of the second moment, in [0, 1), or a schedule.
+      eps: added to the denominator outside the square root, >= 0.
+      eps_root: added inside the square root, >= 0.
+      mu_dtype: storage of the first moment, see :func:`adam`.
+      weight_decay: decoupled decay :math:`\lambda`, a number >= 0 or a schedule.
+      mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
+      nesterov: the look-ahead (``optax.nadamw``'s keyword; ``False`` is :func:`adamw`).
+      lookahead_correction: ``"next"`` (optax, Dozat) or ``"current"`` (timm ``NAdamW``).
+      weight_decay_scaling: ``"learning_rate"`` or ``"schedule"``, see :func:`adamw`.
+      schedule_multiplier: :math:`s_t` for ``"schedule"`` scaling, a number or a schedule.
+      amsgrad: keep a running maximum of the second moment.
+      max_of: with ``amsgrad``: ``"raw"`` (torch, Keras) or ``"corrected"`` (optax).
+      eps_mode: ``"paper"`` (torch, optax, timm) or ``"hat"`` (Keras).
+      nu_dtype: storage of the second moment(s), as ``mu_dtype``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``: ``chain(scale_by_adam,
+      add_decayed_weights, scale_by_learning_rate)``, as :func:`adamw`. ``update`` needs
+      ``params``.
+
+    References:
+      Dozat, "Incorporating Nesterov Momentum into Adam", ICLR 2016 workshop.
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+
+    Example:
+      >>> tx = adamjax.nadamw(learning_rate=1e-3, weight_decay=1e-2)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    return _adamw_chain(
+        "nadamw", learning_rate=learning_rate, weight_decay=weight_decay, mask=mask,
+        weight_decay_scaling=weight_decay_scaling, schedule_multiplier=schedule_multiplier,
+        amsgrad=amsgrad, max_of=max_of, b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+        mu_dtype=mu_dtype, nesterov=nesterov, eps_mode=eps_mode, nu_dtype=nu_dtype,
+        lookahead_correction=lookahead_correction,
     )  # fmt: skip
 
 

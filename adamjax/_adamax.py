@@ -221,3 +221,68 @@ def adamax(
         fn, piece, learning_rate=learning_rate, weight_decay=weight_decay,
         decoupled_weight_decay=decoupled_weight_decay, mask=mask,
     )  # fmt: skip
+
+
+def adamaxw(
+    learning_rate: _piece.ScalarOrSchedule = 2e-3,
+    b1: float | optax.Schedule = 0.9,
+    b2: float | optax.Schedule = 0.999,
+    eps: float = 1e-8,
+    weight_decay: _piece.ScalarOrSchedule = 1e-4,
+    mask: Any | None = None,
+    *,
+    eps_mode: str = "max",
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdamaxW: Adamax with decoupled weight decay (optax.adamaxw).
+
+    Update rule::
+
+        m = b1*m + (1-b1)*g
+        u = max(b2*u, |g| + eps)                  (eps_mode="max", the default: eps inside)
+        d = m / (1 - b1**t) / u                   (t = 1, 2, ...)
+        update = -learning_rate * (d + weight_decay * param)
+
+    .. math::
+
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \qquad
+        \theta_t = \theta_{t-1} - \eta_t \left(\frac{m_t}{(1-\beta_1^t)\, u_t}
+        + \lambda\theta_{t-1}\right)
+
+    The same update as ``adamjax.adamax(decoupled_weight_decay=True)``, with ``optax.adamaxw``'s
+    positional parameters in its order and its default ``weight_decay=1e-4``. :func:`adamax`
+    itself defaults to torch's coupled L2 (``torch.optim.Adamax`` has no decoupled form).
+
+    Args:
+      learning_rate: :math:`\eta_t`, a number >= 0 or an optax schedule.
+      b1: :math:`\beta_1`, in [0, 1), or a schedule.
+      b2: :math:`\beta_2`, in [0, 1), or a schedule.
+      eps: >= 0, placed by ``eps_mode``.
+      weight_decay: decoupled decay :math:`\lambda`, a number >= 0 or a schedule.
+      mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
+      eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
+      mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+      nu_dtype: storage of the infinity norm, as ``mu_dtype``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``: ``chain(scale_by_adamax,
+      add_decayed_weights, scale_by_learning_rate)``. ``update`` needs ``params``.
+
+    References:
+      Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, §7.1.
+      Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+
+    Example:
+      >>> tx = adamjax.adamaxw(learning_rate=2e-3, weight_decay=1e-2)
+      >>> updates, state = tx.update(grads, tx.init(params), params)
+      >>> params = optax.apply_updates(params, updates)
+    """
+    fn = "adamaxw"
+    piece = _adamax_moments(
+        fn, b1=b1, b2=b2, eps=eps, eps_mode=eps_mode, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
+    return _scaling.decoupled_chain(
+        fn, piece, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask
+    )

@@ -56,14 +56,13 @@ SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
     "amsgrad": ("amsgrad", {"max_of": "corrected"}),
     "scale_by_amsgrad": ("scale_by_amsgrad", {"max_of": "corrected"}),
     # optax.nadam is Adam with a constant-b1 Nesterov look-ahead; adamjax.nadam is torch's NAdam
-    # (with its momentum schedule), so optax's nadam/nadamw are adam/adamw(nesterov=True).
+    # (with its momentum schedule), so optax.nadam is adam(nesterov=True); nadamw has its alias.
     "nadam": ("adam", {"nesterov": True}),
-    "nadamw": ("adamw", {"nesterov": True}),
+    "nadamw": ("nadamw", {}),
     # Both put eps inside the max (adamjax's default eps_mode="max").
     "adamax": ("adamax", {}),
     "scale_by_adamax": ("scale_by_adamax", {}),
-    # adamjax has no adamaxw: adamax with decoupled decay, at optax.adamaxw's default 1e-4.
-    "adamaxw": ("adamax", {"decoupled_weight_decay": True, "weight_decay": 1e-4}),
+    "adamaxw": ("adamaxw", {}),
     # adamjax defaults to torch's eps placement ("hat"); optax divides by sqrt(v_hat) + eps.
     "radam": ("radam", {"eps_mode": "paper"}),
     "scale_by_radam": ("scale_by_radam", {"eps_mode": "paper"}),
@@ -84,6 +83,10 @@ SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
     "contrib.scale_by_ademamix": ("scale_by_ademamix", {"alpha": 6.0}),
     "contrib.simplified_ademamix": ("simplified_ademamix", {}),
     "contrib.scale_by_simplified_ademamix": ("scale_by_simplified_ademamix", {}),
+    # adamjax follows the Adan authors: optax weighs the gradient difference by 1 - b2, decays
+    # the weights as AdamW does and puts eps_root=1e-8 under the root of its alias.
+    "adan": ("adan", {"difference_weight": "1-b2", "no_prox": True, "eps_root": 1e-8}),
+    "scale_by_adan": ("scale_by_adan", {"difference_weight": "1-b2"}),
 }
 
 # fnmatch pattern on the test id -> the documented reason it fails under the swap. Numbered ids

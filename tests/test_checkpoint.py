@@ -84,6 +84,12 @@ CASES: dict[str, Case] = {
         )
     ),
     "adam_bf16": Case(lambda: adamjax.adam(LR, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)),
+    # Adan's four buffers (the previous gradient too) in 8 bits, with the proximal decay.
+    "adan_q8": Case(
+        lambda: adamjax.adan(
+            LR, weight_decay=1e-2, mu_dtype=_q8(), nu_dtype=_q8(), prev_grad_dtype=_q8()
+        )
+    ),
     "inject_hyperparams_adamw": Case(
         lambda: optax.inject_hyperparams(adamjax.adamw)(
             learning_rate=optax.cosine_decay_schedule(LR, 20), weight_decay=1e-2

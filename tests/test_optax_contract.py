@@ -36,6 +36,9 @@ ALIASES = {
     "simplified_ademamix": lambda: adamjax.simplified_ademamix(1e-3, alpha=2.0),
     "laprop": lambda: adamjax.laprop(1e-2),
     "adopt": lambda: adamjax.adopt(1e-2),
+    "nadamw": lambda: adamjax.nadamw(1e-2),
+    "adamaxw": lambda: adamjax.adamaxw(1e-2),
+    "adan": lambda: adamjax.adan(1e-2, weight_decay=1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -60,6 +63,14 @@ OPTAX_PAIRS = {
         lambda: optax.contrib.simplified_ademamix(1e-3, alpha=2.0),
     ),
     "adopt": (lambda: adamjax.adopt(1e-2), lambda: optax.contrib.adopt(1e-2)),
+    "nadamw": (lambda: adamjax.nadamw(1e-2), lambda: optax.nadamw(1e-2)),
+    "adamaxw (alias)": (lambda: adamjax.adamaxw(1e-2), lambda: optax.adamaxw(1e-2)),
+    "adan": (
+        lambda: adamjax.adan(
+            1e-2, weight_decay=1e-2, no_prox=True, difference_weight="1-b2", eps_root=1e-8
+        ),
+        lambda: optax.adan(1e-2, weight_decay=1e-2),
+    ),
 }
 
 
@@ -161,6 +172,10 @@ POSITIONAL = {
     ),
     "adopt": (adamjax.adopt, optax.contrib.adopt),
     "scale_by_adopt": (adamjax.scale_by_adopt, optax.contrib.scale_by_adopt),
+    "nadamw": (adamjax.nadamw, optax.nadamw),
+    "adamaxw": (adamjax.adamaxw, optax.adamaxw),
+    "adan": (adamjax.adan, optax.adan),
+    "scale_by_adan": (adamjax.scale_by_adan, optax.scale_by_adan),
 }
 
 

@@ -234,6 +234,19 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True)
     ),
     "scale_by_adopt": dict(b1=RATE, b2=RATE, eps=NONNEG),
+    "nadamw": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True),
+        schedule_multiplier=Domain(schedule=True, optional=True),
+    ),
+    "adamaxw": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, weight_decay=Domain(schedule=True)
+    ),
+    "adan": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, b3=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_adan": dict(b1=RATE, b2=RATE, b3=RATE, eps=NONNEG, eps_root=NONNEG),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
@@ -248,6 +261,7 @@ REQUIRED["schedule_free"] = dict(base_optimizer=optax.sgd(1e-3), learning_rate=1
 ALSO = {
     ("adamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
     ("laprop", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
+    ("nadamw", "schedule_multiplier"): dict(weight_decay_scaling="schedule"),
 }
 
 # The bad (and borderline) values, by name. Each is judged against each parameter's Domain.
@@ -374,6 +388,7 @@ ALIASES += ["ademamix", "simplified_ademamix"]
 # adopt is not here: its first update is 0 by design (it only sets v), which the eps=0 test reads
 # as a failure; test_laprop_adopt.py tests its first step with eps=0.
 ALIASES += ["laprop"]
+ALIASES += ["nadamw", "adamaxw", "adan"]
 FORMATS = {
     "float32": {},
     "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
@@ -449,6 +464,7 @@ def test_eps_zero_with_zero_gradients_gives_zero_updates_there(name):
     """With eps = eps_root = 0 an entry whose gradient has been 0 (or so small that its square
     underflows) gets a zero update, not 0/0 = NaN or m/0 = inf; the others move as usual."""
     extra = {"adamw": {"weight_decay": 0.0}, "adafactor": {"min_dim_size_to_factor": 2}}
+    extra |= {"nadamw": {"weight_decay": 0.0}, "adamaxw": {"weight_decay": 0.0}}
     tx = getattr(adamjax, name)(1e-3, eps=0.0, **extra.get(name, {}))
     params = {"w": jnp.ones(4)}
     grads = {"w": jnp.asarray([0.0, 1.0, 0.0, 1e-30])}
