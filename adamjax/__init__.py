@@ -16,6 +16,7 @@ private modules, in layers without cycles:
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
 """
 
+from adamjax._adabelief import ScaleByBeliefState, adabelief, scale_by_belief
 from adamjax._adabound import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
 from adamjax._adafactor import (
     AdafactorMomentumState,
@@ -46,6 +47,7 @@ from adamjax._formats import (
     stochastic_rounding,
 )
 from adamjax._history import History
+from adamjax._lamb import ScaleByTrustRatioState, lamb, scale_by_trust_ratio
 from adamjax._moments import StepScalars
 from adamjax._nadam import ScaleByNadamState, nadam, scale_by_nadam
 from adamjax._radam import ScaleByRadamState, radam, scale_by_radam
@@ -57,6 +59,7 @@ from adamjax._scaling import (
 )
 from adamjax._schedules import beta1_cyclic, beta1_decay
 from adamjax._swats import ScaleBySwatsState, scale_by_swats, swats
+from adamjax._yogi import ScaleByYogiState, scale_by_yogi, yogi
 
 __version__ = "0.1.0"
 
@@ -70,15 +73,19 @@ __all__ = [
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByAmsgradState",
+    "ScaleByBeliefState",
     "ScaleByFactoredRmsState",
     "ScaleByLearningRateState",
     "ScaleByNadamState",
     "ScaleByRadamState",
     "ScaleBySwatsState",
+    "ScaleByTrustRatioState",
+    "ScaleByYogiState",
     "StepScalars",
     "StochasticRoundingState",
     "WeightDecayScheduleState",
     "__version__",
+    "adabelief",
     "adabound",
     "adabound_bounds",
     "adafactor",
@@ -91,6 +98,7 @@ __all__ = [
     "beta1_decay",
     "clip_by_block_rms",
     "diagnostics",
+    "lamb",
     "moment_presets",
     "nadam",
     "q8",
@@ -100,13 +108,17 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
+    "scale_by_belief",
     "scale_by_factored_rms",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_swats",
+    "scale_by_trust_ratio",
+    "scale_by_yogi",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",
     "with_diagnostics",
+    "yogi",
 ]

@@ -27,7 +27,10 @@ import adamjax
 PUBLIC = [name for name in adamjax.__all__ if not (name.startswith("__") and name.endswith("__"))]
 
 # The optimizers (aliases) and the pieces that transform updates: each states its update rule.
-ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
+ALIASES = [
+    "adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats",
+    "lamb", "adabelief", "yogi",
+]  # fmt: skip
 PIECES = [name for name in PUBLIC if name.startswith("scale_by_")] + [
     "add_decayed_weights",
     "clip_by_block_rms",

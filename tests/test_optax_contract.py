@@ -30,6 +30,9 @@ ALIASES = {
     "adabound": lambda: adamjax.adabound(1e-2),
     "adafactor": lambda: adamjax.adafactor(1e-2),
     "swats": lambda: adamjax.swats(1e-2),
+    "lamb": lambda: adamjax.lamb(1e-2, weight_decay=1e-2),
+    "adabelief": lambda: adamjax.adabelief(1e-2),
+    "yogi": lambda: adamjax.yogi(1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -140,6 +143,12 @@ POSITIONAL = {
     "scale_by_radam": (adamjax.scale_by_radam, optax.scale_by_radam),
     "add_decayed_weights": (adamjax.add_decayed_weights, optax.add_decayed_weights),
     "scale_by_learning_rate": (adamjax.scale_by_learning_rate, optax.scale_by_learning_rate),
+    "lamb": (adamjax.lamb, optax.lamb),
+    "adabelief": (adamjax.adabelief, optax.adabelief),
+    "yogi": (adamjax.yogi, optax.yogi),
+    "scale_by_trust_ratio": (adamjax.scale_by_trust_ratio, optax.scale_by_trust_ratio),
+    "scale_by_belief": (adamjax.scale_by_belief, optax.scale_by_belief),
+    "scale_by_yogi": (adamjax.scale_by_yogi, optax.scale_by_yogi),
 }
 
 

@@ -157,6 +157,29 @@ DOMAINS: dict[str, dict[str, Domain]] = {
     "stochastic_rounding": dict(seed=Domain(integer=True, maximum=2**32 - 1, jax_array=False)),
     "beta1_decay": dict(b1=CONSTANT_RATE, rate=NONNEG, steps_per_epoch=COUNT),
     "beta1_cyclic": dict(b1=CONSTANT_RATE, period=POSITIVE, steps_per_epoch=COUNT),
+    "lamb": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True), trust_ratio_eps=NONNEG,
+        max_param_norm=Domain(open_low=True, optional=True),
+    ),
+    "scale_by_trust_ratio": dict(
+        min_norm=NONNEG, trust_coefficient=NONNEG, eps=NONNEG,
+        max_param_norm=Domain(open_low=True, optional=True),
+    ),
+    "adabelief": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        threshold=Domain(low=4.0), weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_belief": dict(
+        b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG, threshold=Domain(low=4.0)
+    ),
+    "yogi": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        initial_accumulator_value=NONNEG, weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_yogi": dict(
+        b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG, initial_accumulator_value=NONNEG
+    ),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
@@ -275,7 +298,10 @@ def test_hyperparameter(fn, param, value):
 
 # ---- gradients that cannot carry the params' update ------------------------------------------
 
-ALIASES = ["adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats"]
+ALIASES = [
+    "adam", "adamw", "amsgrad", "nadam", "adamax", "radam", "adabound", "adafactor", "swats",
+    "lamb", "adabelief", "yogi",
+]  # fmt: skip
 FORMATS = {
     "float32": {},
     "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
@@ -350,7 +376,12 @@ def test_edge_tree(name, tree):
 def test_eps_zero_with_zero_gradients_gives_zero_updates_there(name):
     """With eps = eps_root = 0 an entry whose gradient has been 0 (or so small that its square
     underflows) gets a zero update, not 0/0 = NaN or m/0 = inf; the others move as usual."""
-    extra = {"adamw": {"weight_decay": 0.0}, "adafactor": {"min_dim_size_to_factor": 2}}
+    extra = {
+        "adamw": {"weight_decay": 0.0},
+        "adafactor": {"min_dim_size_to_factor": 2},
+        # Yogi's moments start at initial_accumulator_value: m is not 0 without a gradient.
+        "yogi": {"initial_accumulator_value": 0.0},
+    }
     tx = getattr(adamjax, name)(1e-3, eps=0.0, **extra.get(name, {}))
     params = {"w": jnp.ones(4)}
     grads = {"w": jnp.asarray([0.0, 1.0, 0.0, 1e-30])}
