@@ -221,8 +221,8 @@ def pto_lamb(g: dict, **switches) -> optax.GradientTransformation:
 
 def belief(g: dict, **switches) -> optax.GradientTransformation:
     """The torch packages add eps to s at every step: eps_root = eps."""
-    eps = float(g["hp_eps"])
-    return adamjax.adabelief(lr(g), eps_root=eps, weight_decay=wd(g), **hp(g), **switches)
+    options = dict(eps_root=float(g["hp_eps"]), weight_decay=wd(g))
+    return adamjax.adabelief(lr(g), **{**options, **switches}, **hp(g))
 
 
 # name -> (adamjax transformation, tolerance on params and moments).
