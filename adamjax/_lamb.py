@@ -141,7 +141,7 @@ def _trust_ratio(
         v.check_tree_match(fn, updates, params, what="params")
         ratios = jax.tree.map(lambda u, p: trust_ratio(u, p, **options), updates, params)
         updates = jax.tree.map(lambda u, r: (r * u).astype(u.dtype), updates, ratios)
-        recorded = jax.tree.map(lambda r, old: jnp.real(r).astype(old.dtype), ratios, state[0])
+        recorded = jax.tree.map(lambda r, old: r.astype(old.dtype), ratios, state.trust_ratio)
         return updates, ScaleByTrustRatioState(recorded)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

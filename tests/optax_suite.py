@@ -72,6 +72,12 @@ SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
     "clip_by_block_rms": ("clip_by_block_rms", {}),
     "add_decayed_weights": ("add_decayed_weights", {}),
     "scale_by_learning_rate": ("scale_by_learning_rate", {}),
+    "lamb": ("lamb", {}),
+    "scale_by_trust_ratio": ("scale_by_trust_ratio", {}),
+    "adabelief": ("adabelief", {}),
+    "scale_by_belief": ("scale_by_belief", {}),
+    "yogi": ("yogi", {}),
+    "scale_by_yogi": ("scale_by_yogi", {}),
 }
 
 # fnmatch pattern on the test id -> the documented reason it fails under the swap. Numbered ids
