@@ -20,6 +20,7 @@ private modules, in layers without cycles:
 Importing adamjax sets no XLA flags, does not enable x64 and imports no plotting library.
 """
 
+from adamjax._adabelief import ScaleByBeliefState, adabelief, scale_by_belief
 from adamjax._adabound import ScaleByAdaBoundState, adabound, adabound_bounds, scale_by_adabound
 from adamjax._adafactor import (
     AdafactorMomentumState,
@@ -71,6 +72,7 @@ from adamjax._formats import (
     stochastic_rounding,
 )
 from adamjax._history import History
+from adamjax._lamb import ScaleByTrustRatioState, lamb, scale_by_trust_ratio
 from adamjax._laprop import ScaleByLapropState, laprop, scale_by_laprop
 from adamjax._modifiers import adam_atan2, cautious, stable_adamw, update_clipping
 from adamjax._moments import StepScalars
@@ -92,6 +94,7 @@ from adamjax._schedule_free import (
 )
 from adamjax._schedules import beta1_cyclic, beta1_decay
 from adamjax._swats import ScaleBySwatsState, scale_by_swats, swats
+from adamjax._yogi import ScaleByYogiState, scale_by_yogi, yogi
 
 __version__ = "0.1.0"
 
@@ -109,6 +112,7 @@ __all__ = [
     "ScaleByAdemamixState",
     "ScaleByAdoptState",
     "ScaleByAmsgradState",
+    "ScaleByBeliefState",
     "ScaleByCameState",
     "ScaleByFactoredRmsState",
     "ScaleByLapropState",
@@ -118,11 +122,14 @@ __all__ = [
     "ScaleByRmsState",
     "ScaleBySimplifiedAdemamixState",
     "ScaleBySwatsState",
+    "ScaleByTrustRatioState",
+    "ScaleByYogiState",
     "ScheduleFreeState",
     "StepScalars",
     "StochasticRoundingState",
     "WeightDecayScheduleState",
     "__version__",
+    "adabelief",
     "adabound",
     "adabound_bounds",
     "adafactor",
@@ -148,6 +155,7 @@ __all__ = [
     "clip_by_block_rms",
     "corrected_weight_decay",
     "diagnostics",
+    "lamb",
     "laprop",
     "moment_presets",
     "nadam",
@@ -163,6 +171,7 @@ __all__ = [
     "scale_by_ademamix",
     "scale_by_adopt",
     "scale_by_amsgrad",
+    "scale_by_belief",
     "scale_by_came",
     "scale_by_factored_rms",
     "scale_by_laprop",
@@ -171,6 +180,8 @@ __all__ = [
     "scale_by_radam",
     "scale_by_simplified_ademamix",
     "scale_by_swats",
+    "scale_by_trust_ratio",
+    "scale_by_yogi",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
@@ -181,4 +192,5 @@ __all__ = [
     "swats",
     "update_clipping",
     "with_diagnostics",
+    "yogi",
 ]

@@ -87,6 +87,12 @@ SWAPS: dict[str, tuple[str, dict[str, Any]]] = {
     # the weights as AdamW does and puts eps_root=1e-8 under the root of its alias.
     "adan": ("adan", {"difference_weight": "1-b2", "no_prox": True, "eps_root": 1e-8}),
     "scale_by_adan": ("scale_by_adan", {"difference_weight": "1-b2"}),
+    "lamb": ("lamb", {}),
+    "scale_by_trust_ratio": ("scale_by_trust_ratio", {}),
+    "adabelief": ("adabelief", {}),
+    "scale_by_belief": ("scale_by_belief", {}),
+    "yogi": ("yogi", {}),
+    "scale_by_yogi": ("scale_by_yogi", {}),
 }
 
 # fnmatch pattern on the test id -> the documented reason it fails under the swap. Numbered ids

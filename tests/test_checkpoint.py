@@ -90,6 +90,9 @@ CASES: dict[str, Case] = {
             LR, weight_decay=1e-2, mu_dtype=_q8(), nu_dtype=_q8(), prev_grad_dtype=_q8()
         )
     ),
+    "lamb_q8": Case(lambda: adamjax.lamb(LR, weight_decay=1e-2, mu_dtype=_q8(), nu_dtype=_q8())),
+    "adabelief_rectify": Case(lambda: adamjax.adabelief(LR, rectify=True)),
+    "yogi": Case(lambda: adamjax.yogi(LR)),
     "inject_hyperparams_adamw": Case(
         lambda: optax.inject_hyperparams(adamjax.adamw)(
             learning_rate=optax.cosine_decay_schedule(LR, 20), weight_decay=1e-2

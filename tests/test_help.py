@@ -32,6 +32,8 @@ ALIASES += ["schedule_free_adamw", "schedule_free"]
 ALIASES += ["adam_mini", "came"]
 ALIASES += ["stable_adamw", "adam_atan2"]
 ALIASES += ["laprop", "adopt"]
+ALIASES += ["nadamw", "adamaxw", "adan", "ademamix", "simplified_ademamix"]
+ALIASES += ["lamb", "adabelief", "yogi"]
 PIECES = [name for name in PUBLIC if name.startswith("scale_by_")] + [
     "add_decayed_weights",
     "clip_by_block_rms",

@@ -39,6 +39,9 @@ ALIASES = {
     "nadamw": lambda: adamjax.nadamw(1e-2),
     "adamaxw": lambda: adamjax.adamaxw(1e-2),
     "adan": lambda: adamjax.adan(1e-2, weight_decay=1e-2),
+    "lamb": lambda: adamjax.lamb(1e-2, weight_decay=1e-2),
+    "adabelief": lambda: adamjax.adabelief(1e-2),
+    "yogi": lambda: adamjax.yogi(1e-2),
 }
 
 # adamjax alias (with the options that select optax's convention) -> optax's alias.
@@ -176,6 +179,12 @@ POSITIONAL = {
     "adamaxw": (adamjax.adamaxw, optax.adamaxw),
     "adan": (adamjax.adan, optax.adan),
     "scale_by_adan": (adamjax.scale_by_adan, optax.scale_by_adan),
+    "lamb": (adamjax.lamb, optax.lamb),
+    "adabelief": (adamjax.adabelief, optax.adabelief),
+    "yogi": (adamjax.yogi, optax.yogi),
+    "scale_by_trust_ratio": (adamjax.scale_by_trust_ratio, optax.scale_by_trust_ratio),
+    "scale_by_belief": (adamjax.scale_by_belief, optax.scale_by_belief),
+    "scale_by_yogi": (adamjax.scale_by_yogi, optax.scale_by_yogi),
 }
 
 

@@ -247,6 +247,29 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         weight_decay=Domain(schedule=True),
     ),
     "scale_by_adan": dict(b1=RATE, b2=RATE, b3=RATE, eps=NONNEG, eps_root=NONNEG),
+    "lamb": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        weight_decay=Domain(schedule=True), trust_ratio_eps=NONNEG,
+        max_param_norm=Domain(open_low=True, optional=True),
+    ),
+    "scale_by_trust_ratio": dict(
+        min_norm=NONNEG, trust_coefficient=NONNEG, eps=NONNEG,
+        max_param_norm=Domain(open_low=True, optional=True),
+    ),
+    "adabelief": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        threshold=Domain(low=4.0), weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_belief": dict(
+        b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG, threshold=Domain(low=4.0)
+    ),
+    "yogi": dict(
+        learning_rate=LR, b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG,
+        initial_accumulator_value=NONNEG, weight_decay=Domain(schedule=True),
+    ),
+    "scale_by_yogi": dict(
+        b1=RATE, b2=RATE, eps=NONNEG, eps_root=NONNEG, initial_accumulator_value=NONNEG
+    ),
 }  # fmt: skip
 
 # Arguments a constructor needs besides the one under test.
@@ -389,6 +412,7 @@ ALIASES += ["ademamix", "simplified_ademamix"]
 # as a failure; test_laprop_adopt.py tests its first step with eps=0.
 ALIASES += ["laprop"]
 ALIASES += ["nadamw", "adamaxw", "adan"]
+ALIASES += ["lamb", "adabelief", "yogi"]
 FORMATS = {
     "float32": {},
     "bf16": dict(mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
@@ -465,6 +489,8 @@ def test_eps_zero_with_zero_gradients_gives_zero_updates_there(name):
     underflows) gets a zero update, not 0/0 = NaN or m/0 = inf; the others move as usual."""
     extra = {"adamw": {"weight_decay": 0.0}, "adafactor": {"min_dim_size_to_factor": 2}}
     extra |= {"nadamw": {"weight_decay": 0.0}, "adamaxw": {"weight_decay": 0.0}}
+    # Yogi's moments start at initial_accumulator_value: m is not 0 without a gradient.
+    extra |= {"yogi": {"initial_accumulator_value": 0.0}}
     tx = getattr(adamjax, name)(1e-3, eps=0.0, **extra.get(name, {}))
     params = {"w": jnp.ones(4)}
     grads = {"w": jnp.asarray([0.0, 1.0, 0.0, 1e-30])}
