@@ -172,6 +172,7 @@ def lamb(
     bias_correction_nu: bool = True,
     trust_ratio_eps: float = 0.0,
     max_param_norm: float | None = None,
+    eps_mode: mo.EpsMode = "paper",
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -215,6 +216,9 @@ def lamb(
       bias_correction_nu: divide :math:`v_t` by :math:`1 - \beta_2^t`.
       trust_ratio_eps: added to the update norm, >= 0 (see :func:`~adamjax.scale_by_trust_ratio`).
       max_param_norm: clamp of the param norm, > 0, or ``None``.
+      eps_mode: where Adam's eps goes: ``"paper"`` (optax, the paper), ``"hat"`` (see
+        :func:`~adamjax.scale_by_adam`) or ``"atan2"`` (:math:`\operatorname{atan2}(\hat m,
+        \sqrt{\hat v})` replaces the division, eps unused; see :func:`~adamjax.adam_atan2`).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
         ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
@@ -236,7 +240,7 @@ def lamb(
     fn = "lamb"
     moments = _adam.adam_moments(
         fn, b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=False,
-        eps_mode="paper", nu_dtype=nu_dtype, bias_correction_mu=bias_correction_mu,
+        eps_mode=eps_mode, nu_dtype=nu_dtype, bias_correction_mu=bias_correction_mu,
         bias_correction_nu=bias_correction_nu,
     )  # fmt: skip
     return optax.chain(

@@ -26,7 +26,6 @@ def choose() -> ModuleType:
     return load_example("choose_variant")
 
 
-@pytest.mark.xfail(strict=True, reason="variants land in the merge")
 def test_every_name_of_the_new_family_table_exists_in_adamjax(choose: ModuleType) -> None:
     """Nothing is skipped: every constructor of ``common.NEW_FAMILY`` builds, and the
     evaluation point of schedule-free exists."""
