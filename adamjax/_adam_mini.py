@@ -186,9 +186,6 @@ class _Block(NamedTuple):
     view: tuple[int, ...]
     axes: tuple[int, ...]
 
-    def nu_shape(self) -> tuple[int, ...]:
-        return tuple(1 if a in self.axes else n for a, n in enumerate(self.view))
-
 
 def _block_of(fn: str, partition: Partition, name: str, shape: tuple[int, ...]) -> _Block:
     """Calls ``partition`` and checks what it returns."""
@@ -319,7 +316,12 @@ def _adam_mini_moments(
 
         def zero_nu(block: _Block, p: Any) -> Any:
             dtype = mo.storage_dtype(jnp.result_type(p), None, real=True)
-            return nu_format.init(jnp.zeros(block.nu_shape(), dtype), signed=False)
+            value = p.get_value() if _piece._is_flax_variable(p) else p
+            # A reduction of zeros placed like the param (not jnp.zeros), so that the block
+            # moments are sharded like the param less the block axes; under jit it folds away.
+            zeros = _formats.zeros_like_param(value, jnp.uint8).reshape(block.view)
+            reduced = jnp.sum(zeros, axis=block.axes, keepdims=True, dtype=jnp.uint8)
+            return nu_format.init(reduced.astype(dtype), signed=False)
 
         # Unflattened with the params' structure, so a flax Variable keeps its wrapper.
         nu = treedef.unflatten(map(zero_nu, blocks, treedef.flatten_up_to(params)))

@@ -64,6 +64,23 @@ OPTIMIZERS: dict[str, str] = {
     "adam_diagnostics": "adamjax.with_diagnostics(adamjax.adam(1e-3))",
     "adam_q8": "adamjax.adam(1e-3, mu_dtype=adamjax.q8(min_size=0), "
     "nu_dtype=adamjax.q8(min_size=0))",
+    # The modern family and the modifiers.
+    "lamb": "adamjax.lamb(1e-3, weight_decay=1e-2)",
+    "adabelief": "adamjax.adabelief(1e-3)",
+    "yogi": "adamjax.yogi(1e-3)",
+    "adan": "adamjax.adan(1e-3, weight_decay=1e-2)",
+    "nadamw": "adamjax.nadamw(1e-3)",
+    "adamaxw": "adamjax.adamaxw(1e-3)",
+    "laprop": "adamjax.laprop(1e-3)",
+    "adopt": "adamjax.adopt(1e-3)",
+    "ademamix": "adamjax.ademamix(1e-3)",
+    "simplified_ademamix": "adamjax.simplified_ademamix(1e-4, alpha=1.0)",
+    "schedule_free_adamw": "adamjax.schedule_free_adamw(1e-3, warmup_steps=2)",
+    "adam_mini": "adamjax.adam_mini(1e-3)",
+    "came": "adamjax.came(1e-3)",
+    "stable_adamw": "adamjax.stable_adamw(1e-3)",
+    "adam_atan2": "adamjax.adam_atan2(1e-3)",
+    "cautious_adamw": "adamjax.cautious(adamjax.adamw(1e-3))",
 }
 
 # The other moment formats, whose update is elementwise like adam's: only their init is checked.
@@ -90,6 +107,10 @@ EXPECTED_COLLECTIVES: dict[str, set[str]] = {name: set() for name in OPTIMIZERS}
     # The absmax of each 256-entry block: the blocks of these small leaves span the shards of the
     # "model" axis. With blocks that lie inside one shard there is none (test_codecs.py).
     "adam_q8": ALL_REDUCE,
+    # Per-leaf norms (trust ratio), means over blocks or factored axes, per-tensor RMS and mask
+    # means, each over sharded axes.
+    **{name: ALL_REDUCE for name in ("lamb", "adam_mini", "came", "stable_adamw")},
+    "cautious_adamw": ALL_REDUCE,
 }
 
 # Where a sum runs over shards, each device adds its own entries first and the partial sums are
@@ -98,10 +119,11 @@ EXPECTED_COLLECTIVES: dict[str, set[str]] = {name: set() for name in OPTIMIZERS}
 # part -> the optimizers whose results in that part come from such sums. The updates of SWATS are
 # elementwise until it switches, which it does not within these 8 steps; its state's rate_ema
 # comes from its dot products. The diagnostics wrapper returns the inner updates unchanged.
+_REDUCING = {"lamb", "adam_mini", "came", "stable_adamw", "cautious_adamw"}
 SUMMED: dict[str, set[str]] = {
-    "updates": {"adafactor"},
-    "params": {"adafactor"},
-    "state": {"adafactor", "swats", "adam_diagnostics"},
+    "updates": {"adafactor"} | _REDUCING,
+    "params": {"adafactor"} | _REDUCING,
+    "state": {"adafactor", "swats", "adam_diagnostics"} | _REDUCING,
 }
 # Measured largest relative difference over the 8 steps (per leaf, relative to the leaf's largest
 # magnitude): 4.4e-7 (adafactor), 3.9e-7 (swats' rate_ema), 2.4e-7 (the diagnostics' metrics).

@@ -500,7 +500,7 @@ BAD_INPUT = [
         swats,
         dict(eps_mode="keras"),
         ValueError,
-        "swats: eps_mode must be one of 'paper', 'hat', got 'keras'",
+        "swats: eps_mode must be one of 'paper', 'hat', 'atan2', got 'keras'",
     ),
     (swats, dict(nesterov=1), TypeError, "swats: nesterov must be True or False, got 1"),
     (

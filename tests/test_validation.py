@@ -79,7 +79,7 @@ BAD_INPUT = [
         adamjax.adam,
         dict(eps_mode="keras"),
         ValueError,
-        "adam: eps_mode must be one of 'paper', 'hat', got 'keras'",
+        "adam: eps_mode must be one of 'paper', 'hat', 'atan2', got 'keras'",
     ),
     (
         adamjax.amsgrad,
