@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamjax import _adam, _piece, _scaling
+from adamjax import _adam, _formats, _piece, _scaling
 from adamjax import _moments as mo
 from adamjax import _validation as v
 
@@ -129,7 +129,13 @@ def _trust_ratio(
 
     def init_fn(params: optax.Params) -> ScaleByTrustRatioState:
         dtype = _piece.scalar_dtype(params)
-        return ScaleByTrustRatioState(jax.tree.map(lambda _: jnp.zeros([], dtype), params))
+
+        def zero(p: Any) -> jax.Array:
+            # A reduction of zeros placed like the param, not jnp.zeros: the ratio then lives
+            # on the param's devices (a scalar param's ratio is sharded like it).
+            return jnp.sum(_formats.zeros_like_param(p, dtype), dtype=dtype)
+
+        return ScaleByTrustRatioState(jax.tree.map(zero, params))
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args

@@ -92,6 +92,8 @@ INIT_ONLY: dict[str, str] = {
     "adam_q8_small_leaves": "adamjax.adam(1e-3, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8())",
 }
 INITS = OPTIMIZERS | INIT_ONLY
+# Inits whose state holds a copy of the params, so that hostile params give a different state.
+INIT_COPIES_PARAMS = {"schedule_free_adamw"}
 
 # The collective kinds of each compiled update. The elementwise updates need none: every entry
 # of the new state depends only on the same entry of the old state and of the gradient.
@@ -125,6 +127,10 @@ SUMMED: dict[str, set[str]] = {
     "params": {"adafactor"} | _REDUCING,
     "state": {"adafactor", "swats", "adam_diagnostics"} | _REDUCING,
 }
+# Yogi has no sum, but its sharded compilation rounds differently from the single-device one
+# (measured 1.8e-7 relative in the updates, one float32 ulp): it is compared to the tolerance.
+for part in ("updates", "params", "state"):
+    SUMMED[part] = SUMMED[part] | {"yogi"}
 # Measured largest relative difference over the 8 steps (per leaf, relative to the leaf's largest
 # magnitude): 4.4e-7 (adafactor), 3.9e-7 (swats' rate_ema), 2.4e-7 (the diagnostics' metrics).
 RTOL = 2e-6
@@ -391,7 +397,8 @@ def test_jitted_init_under_auto_axes(report: dict[str, Any], name: str) -> None:
     result = report["optimizers"][name]
     assert any(r["mirrors"] for r in result["init_jit_auto"])
     assert _wrong(result["init_jit_auto"]) == []
-    assert result["init_jit_auto_equals_eager"]
+    # Schedule-Free's z starts at the params (z_1 = x_1), so its init holds their NaNs.
+    assert result["init_jit_auto_equals_eager"] != (name in INIT_COPIES_PARAMS)
 
 
 @pytest.mark.parametrize("name", INITS)
