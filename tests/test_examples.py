@@ -252,6 +252,7 @@ def test_diagnostics_mean_without_zero_v_hat_matches_the_state(tmp_path: Path) -
     assert float(metrics["effective_lr/mean_v_hat_positive"]) == pytest.approx(eta.mean(), rel=1e-3)
 
 
+@pytest.mark.slow  # trains 29 optimizers: about 20 s
 def test_compare_optimizers_covers_every_variant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
