@@ -181,12 +181,22 @@ class _Pool:
             if not nonempty:
                 out[key] = jnp.asarray(self.if_empty[key])
                 continue
-            total = sum((p[0] for p in nonempty[1:]), nonempty[0][0])
+            total = _total([p[0] for p in nonempty])
             out[key] = total / sum(p[1] for p in nonempty)
         for suffix, reduce, extrema in (("/min", jnp.min, self.mins), ("/max", jnp.max, self.maxs)):
             for key, parts in extrema.items():
                 out[key + suffix] = reduce(jnp.stack(parts)) if parts else jnp.asarray(jnp.nan)
         return out
+
+
+def _total(parts: list[Any], dtype: Any = None) -> jax.Array:
+    """The sum of ``parts`` (scalars, or arrays of one shape) as one reduction: a chain of
+    additions is one more instruction per leaf for XLA to fuse, and its fusion pass is quadratic
+    in the length of the chain. An empty list sums to a 0 of ``dtype``."""
+    if not parts:
+        return jnp.zeros([], dtype)
+    stacked = jnp.stack([jnp.asarray(p) for p in parts])
+    return jnp.sum(stacked if dtype is None else stacked.astype(dtype), axis=0)
 
 
 def _leaf_name(path: tuple) -> str:
@@ -198,8 +208,37 @@ def _leaves_with_names(tree: Any) -> list[tuple[str, Any]]:
     return [(_leaf_name(path), x) for path, x in leaves if x is not None]
 
 
-def _sum_squares(x: jax.Array) -> jax.Array:
-    return jnp.sum(_moments.squared_magnitude(x.astype(_moments.compute_dtype(x.dtype))))
+def _squares(x: jax.Array) -> jax.Array:
+    return _moments.squared_magnitude(x.astype(_moments.compute_dtype(x.dtype)))
+
+
+_COMBINE = {"sum": jax.lax.add, "max": jax.lax.max, "min": jax.lax.min}
+_START = {"sum": 0, "max": -np.inf, "min": np.inf}
+_PLAIN = {"sum": jnp.sum, "max": jnp.max, "min": jnp.min}
+_TOGETHER_MAX = 1 << 17
+
+
+def _reduce_together(*parts: tuple[str, jax.Array]) -> list[jax.Array]:
+    """``(kind, x)`` pairs, arrays of one shape, each reduced over all its entries by ``kind``
+    (``"sum"``, ``"max"`` or ``"min"``) in one variadic reduction.
+
+    XLA's CPU backend splits a plain reduction into two or three kernels (a tree of partial
+    reductions) and writes its fused input out first; a variadic one stays one kernel, and XLA's
+    compile time grows faster than linearly in the number of kernels (with plain reductions, the
+    wrapped step of a 400-leaf tree held 36 kernels per leaf and compiled 2.6 times slower). But
+    the variadic kernel runs slower per entry, so leaves of more than ``_TOGETHER_MAX`` entries,
+    which are few in any tree, keep one plain reduction per array.
+    """
+    if parts[0][1].size > _TOGETHER_MAX:
+        return [_PLAIN[kind](x) for kind, x in parts]
+    kinds = [kind for kind, _ in parts]
+    arrays = [x for _, x in parts]
+    starts = [np.asarray(_START[k], x.dtype) for k, x in parts]
+
+    def combine(a, b):
+        return tuple(_COMBINE[k](x, y) for k, x, y in zip(kinds, a, b, strict=True))
+
+    return list(jax.lax.reduce(arrays, starts, combine, tuple(range(arrays[0].ndim))))
 
 
 def _count_nonfinite(leaves: list[jax.Array], sum_squares: jax.Array) -> list[jax.Array]:
@@ -342,11 +381,15 @@ def with_diagnostics(
         grad_leaves = _leaves_with_names(grads)
         update_leaves = jax.tree.leaves(updates)
         param_leaves = [None] * len(grad_leaves) if params is None else jax.tree.leaves(params)
-        grad_sq = [_sum_squares(g) for _, g in grad_leaves]
-        update_sq = [_sum_squares(u) for u in update_leaves]
         nan = jnp.full([], jnp.nan, dtype)
-        param_sq = [nan if p is None else _sum_squares(p) for p in param_leaves]
-        bad = _count_nonfinite([g for _, g in grad_leaves], sum(grad_sq, jnp.zeros([], dtype)))
+        grad_sq, update_sq, param_sq = [], [], []
+        for (_, g), u, p in zip(grad_leaves, update_leaves, param_leaves, strict=True):
+            arrays = [_squares(g), _squares(u)] + ([] if p is None else [_squares(p)])
+            sums = _reduce_together(*(("sum", x) for x in arrays))
+            grad_sq.append(sums[0])
+            update_sq.append(sums[1])
+            param_sq.append(nan if p is None else sums[2])
+        bad = _count_nonfinite([g for _, g in grad_leaves], _total(grad_sq, dtype))
         n_total = sum(g.size for _, g in grad_leaves)
         if per_leaf:
             for (name, g), gg, uu, pp, b in zip(
@@ -356,9 +399,13 @@ def with_diagnostics(
                     _norm_metrics(gg, uu, pp, b.astype(dtype) / max(g.size, 1), dtype)
                 )
         # Sums over no leaves (an empty tree) are 0: norms 0 and a nonfinite fraction of 0.
-        nonfinite = jnp.asarray(sum(bad), dtype) / max(n_total, 1)
-        total_param = jnp.nan if params is None else sum(param_sq)
-        out.update(_norm_metrics(sum(grad_sq), sum(update_sq), total_param, nonfinite, dtype))
+        nonfinite = _total(bad, dtype) / max(n_total, 1)
+        total_param = jnp.nan if params is None else _total(param_sq, dtype)
+        out.update(
+            _norm_metrics(
+                _total(grad_sq, dtype), _total(update_sq, dtype), total_param, nonfinite, dtype
+            )
+        )
 
         found: list[tuple[Any, Any]] = []
         default_lr = learning_rate
@@ -470,13 +517,19 @@ def _pool_view(
 
     if view.statistic is not None:
         _pool_statistic(view, lr, pools[""], targets, edges)
+    # The leaves of m_hat and v_hat with one name and shape are summed in one reduction.
+    same_leaf: dict[tuple[str, tuple[int, ...]], list[tuple[str, jax.Array]]] = {}
     for field, key in ((view.m_hat, "m_hat/mean_abs"), (view.v_hat, "v_hat/mean")):
         if field is None:
             continue
         pools[""].add_mean(key, 0, 0)
         for name, x in _leaves_with_names(field):
+            same_leaf.setdefault((name, x.shape), []).append((key, x))
+    for (name, _), items in same_leaf.items():
+        totals = _reduce_together(*(("sum", x) for _, x in items))
+        for (key, x), total in zip(items, totals, strict=True):
             for target in targets(name):
-                target.add_mean(key, jnp.sum(x), x.size)
+                target.add_mean(key, total, x.size)
     for key, tree in (view.fractions or {}).items():
         pools[""].add_mean(key, 0, 0, if_empty=0.0)
         for name, flags in _leaves_with_names(tree):
@@ -529,9 +582,10 @@ def _pool_statistic(
         values = eta(x)
         # The factor is nonincreasing in the statistic: its extremes are at the opposite
         # extremes of the statistic.
-        low, high = eta(jnp.max(x)), eta(jnp.min(x))
+        total, largest, smallest = _reduce_together(("sum", values), ("max", x), ("min", x))
+        low, high = eta(largest), eta(smallest)
         for target in targets(name):
-            target.add_mean(f"{key}/mean", jnp.sum(values), x.size)
+            target.add_mean(f"{key}/mean", total, x.size)
             target.add_extrema(key, low, high)
         if histogram:
             counts = _histogram(values, jnp.asarray(edges, values.dtype)).astype(values.dtype)

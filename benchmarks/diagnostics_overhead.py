@@ -1,11 +1,17 @@
 """Time of a jitted AdamW train-step update with and without ``adamjax.with_diagnostics``.
 
-Run as ``python -m benchmarks.diagnostics_overhead [--reps N] [--leaves gpt2|small]``. In one
-process and with interleaved repetitions, each contender runs a jitted step that donates params
-and optimizer state: ``updates, state = tx.update(grads, state, params)``, then
+Run as ``python -m benchmarks.diagnostics_overhead [--reps N] [--compile-leaves 100,400,1000]``.
+In one process and with interleaved repetitions, each contender runs a jitted step that donates
+params and optimizer state: ``updates, state = tx.update(grads, state, params)``, then
 ``params = optax.apply_updates(params, updates)``, returning the metrics dict when wrapped. The
-table gives the median and the mean milliseconds per step (the mean includes the reducing steps
-of ``every=k``) and their ratios to the unwrapped adamjax AdamW.
+first table gives, on the GPT-2-small tree, the median and the mean milliseconds per step (the
+mean includes the reducing steps of ``every=k``) and their ratios to the unwrapped adamjax AdamW.
+
+The second table gives the ``lower().compile()`` seconds of the same step for ``adamjax.adam``
+and ``with_diagnostics(adam)`` on trees of 100, 400 and 1000 leaves (``--compile-leaves``; an
+empty value skips it), alternating the two so that drifts of the machine hit both. The leaves
+are matrices of 8 shapes from 64x64 to 256x512 in turn, as in a stack of layers; XLA's CPU
+compile time grows faster than linearly in the number of kernels, so the ratio is what to read.
 """
 
 from __future__ import annotations
@@ -38,6 +44,35 @@ def contenders() -> dict[str, optax.GradientTransformation]:
     }
 
 
+def layer_shapes(leaves: int) -> dict[str, tuple[int, ...]]:
+    """``leaves`` matrices whose 8 shapes repeat, like the layers of a deep model."""
+    kinds = [(64, 64), (64, 256), (256, 64), (128, 128), (128, 512), (512, 128), (256, 256),
+             (256, 512)]  # fmt: skip
+    width = len(str(leaves - 1))
+    return {f"w{i:0{width}d}": kinds[i % len(kinds)] for i in range(leaves)}
+
+
+def compile_seconds(leaves: list[int], reps: int = 1) -> list[dict]:
+    """Compile seconds of ``adam`` and ``with_diagnostics(adam)`` steps per tree size."""
+    contenders_ = {
+        "adamjax.adam": (adamjax.adam(1e-3), False),
+        "with_diagnostics(adam)": (adamjax.with_diagnostics(adamjax.adam(1e-3)), True),
+    }
+    rows = []
+    for n in leaves:
+        params = random_tree(layer_shapes(n), 0)
+        seconds: dict[str, list[float]] = {name: [] for name in contenders_}
+        for _ in range(reps):
+            for name, (tx, wrapped) in contenders_.items():
+                t0 = time.perf_counter()
+                make_step(tx, wrapped).lower(params, tx.init(params), params).compile()
+                seconds[name].append(time.perf_counter() - t0)
+        base, diag = (statistics.median(x) for x in seconds.values())
+        rows.append(dict(leaves=n, adam_s=base, diagnostics_s=diag, ratio=diag / base))
+        print(f"| {n} | {base:.2f} | {diag:.2f} | {diag / base:.2f} |", flush=True)
+    return rows
+
+
 def make_step(tx: optax.GradientTransformation, wrapped: bool):
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
@@ -51,6 +86,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15, help="timed repetitions per contender")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--compile-leaves",
+        default="100,400,1000",
+        help="comma-separated leaf counts of the compile-time table ('' skips it)",
+    )
     args = parser.parse_args()
 
     shapes = gpt2_small_shapes()
@@ -92,12 +132,17 @@ def main() -> None:
                             compile_s=run["compile_s"]))  # fmt: skip
         print(f"| {name} | {med * 1e3:.1f} | {med / base:.3f} | {mean * 1e3:.1f} "
               f"| {mean / mean_base:.3f} | {run['compile_s']:.2f} |")  # fmt: skip
+    compile_rows = []
+    if args.compile_leaves:
+        print("\n| leaves | adam compile s | with_diagnostics(adam) compile s | ratio |")
+        print("|---|---|---|---|")
+        compile_rows = compile_seconds([int(x) for x in args.compile_leaves.split(",")])
     args.out.mkdir(parents=True, exist_ok=True)
     device = jax.devices()[0].device_kind.replace(" ", "_")
     path = args.out / f"diagnostics_overhead_{jax.default_backend()}_{device}.json"
     machine = dict(platform=platform.platform(), processor=platform.processor(),
                    jax=jax.__version__, optax=optax.__version__)  # fmt: skip
-    record = dict(machine=machine, params=n, reps=args.reps, results=results)
+    record = dict(machine=machine, params=n, reps=args.reps, results=results, compile=compile_rows)
     path.write_text(json.dumps(record, indent=1))
     print(f"\nwrote {path}")
 

@@ -834,3 +834,34 @@ def test_bad_transformation_and_missing_state():
     tx = adamjax.adam()
     with pytest.raises(ValueError, match="diagnostics: opt_state holds no with_diagnostics"):
         diagnostics(tx.init({"w": jnp.zeros(2)}))
+
+
+@pytest.mark.parametrize("size", [3000, 300_000])
+def test_reductions_of_small_and_large_leaves_match_float64(size):
+    """Leaves up to 2**17 entries reduce their arrays in one variadic reduction, larger ones
+    with one plain reduction each; both give the float64 values."""
+    rng = np.random.default_rng(3)
+    params = {"big": jnp.asarray(rng.normal(size=size), jnp.float32), "b": jnp.ones(5)}
+    grads = {"big": jnp.asarray(rng.normal(size=size), jnp.float32), "b": jnp.arange(5.0)}
+    tx = with_diagnostics(adamjax.adam(1e-2), per_leaf=True)
+    updates, state = jax.jit(tx.update)(grads, tx.init(params), params)
+    metrics = diagnostics(state)
+    adam = state.inner_state[0]
+    flat = {k: np.concatenate([np.asarray(t[n], np.float64) for n in ("b", "big")])
+            for k, t in (("g", grads), ("u", updates), ("p", params), ("m", adam.mu),
+                         ("v", adam.nu))}  # fmt: skip
+    v_hat = flat["v"] / (1 - 0.999)
+    eta = 1e-2 / (np.sqrt(v_hat) + 1e-8)
+    expected = {
+        "grad_norm": np.linalg.norm(flat["g"]),
+        "update_norm": np.linalg.norm(flat["u"]),
+        "param_norm": np.linalg.norm(flat["p"]),
+        "m_hat/mean_abs": np.mean(np.abs(flat["m"]) / (1 - 0.9)),
+        "v_hat/mean": np.mean(v_hat),
+        "effective_lr/mean": np.mean(eta),
+        "effective_lr/min": np.min(eta),
+        "effective_lr/max": np.max(eta),
+        "leaf/big/grad_norm": np.linalg.norm(np.asarray(grads["big"], np.float64)),
+    }
+    for key, value in expected.items():
+        np.testing.assert_allclose(metrics[key], value, rtol=2e-5, err_msg=key)
