@@ -595,9 +595,11 @@ def test_stochastic_rounding_keys_differ_across_seeds_counts_leaves_and_slots():
     stored = [codecs.Stored(zeros, fmt, signed=True), codecs.Stored(zeros, fmt, signed=False)]
 
     def rounded(step):
-        _, (mu, nu) = codecs.update_leaves(
-            "test", lambda g, m, v: (g, x, x), zeros, stored, jnp.int32(step)
-        )
+        def leaf(g, m, v, *, settle):
+            settle(x, x)
+            return g
+
+        _, (mu, nu) = codecs.update_leaves("test", leaf, zeros, stored, jnp.int32(step))
         return [np.asarray(t[k], np.float32) for t in (mu, nu) for k in ("a", "b")]
 
     first, again, later = rounded(1), rounded(1), rounded(2)
