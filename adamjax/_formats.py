@@ -602,16 +602,19 @@ def step_from_stored(fmt: Any) -> StepFromStored:
 
     .. math::
 
-        m_t = \operatorname{store}(\beta_1 m_{t-1} + (1-\beta_1) g_t), \quad
-        v_t = \operatorname{store}(\beta_2 v_{t-1} + (1-\beta_2) g_t^2), \quad
+        \tilde m_t = \beta_1 \operatorname{decode}(m_{t-1}) + (1-\beta_1) g_t, \quad
+        \tilde v_t = \beta_2 \operatorname{decode}(v_{t-1}) + (1-\beta_2) g_t^2, \quad
+        m_t = \operatorname{store}(\tilde m_t), \quad v_t = \operatorname{store}(\tilde v_t),
+
         u_t = \frac{\operatorname{decode}(m_t) / (1-\beta_1^t)}
               {\sqrt{\operatorname{decode}(v_t) / (1-\beta_2^t) + \epsilon_{root}} + \epsilon},
 
-    where the default takes :math:`u_t` from the moments before :math:`\operatorname{store}`
-    (:math:`m_{t-1}` and :math:`v_{t-1}` are decoded either way). Every piece's direction is
-    taken so. The state is bitwise the one ``fmt`` stores given the same gradients; only the
-    step differs, by the storage's rounding: bfloat16 rounds each moment by at most
-    :math:`2^{-9}` of itself, so the direction moves by about :math:`2^{-9}` of itself.
+    where the default takes :math:`u_t` from :math:`\tilde m_t` and :math:`\tilde v_t`. Every
+    piece's direction is taken so. The state is bitwise the one ``fmt`` stores given the same
+    gradients; only the step differs, by the storage's rounding: bfloat16 rounds each moment by
+    at most :math:`2^{-8}` of itself (half a unit in its last place), so Adam's direction moves
+    by at most about :math:`2^{-8} + 2^{-9}` (0.6%) of itself, the square root halving
+    :math:`v`'s.
 
     The point is speed. A jitted step that donates its state writes the new moments over the
     old ones; with bfloat16 moments XLA recomputes the step from the old moments and must then
