@@ -2,8 +2,8 @@
 
 The package exports aliases (``adam``, ``adamw``, ...), the pieces they chain (``scale_by_*``,
 ``add_decayed_weights``, ``scale_by_learning_rate``), their states, the moment storage formats
-(``q8``, ``stochastic_bf16``) and the wrappers (``with_diagnostics``). The implementation is in
-private modules, in layers without cycles:
+(``q8``, ``stochastic_bf16``, ``step_from_stored``) and the wrappers (``with_diagnostics``).
+The implementation is in private modules, in layers without cycles:
 
 * ``_moments``: the moment maths (EMA, bias correction, eps placement), written once;
 * ``_formats``: how moments are stored, and the boundary every piece runs its per-leaf maths in
@@ -68,6 +68,7 @@ from adamjax._formats import (
     StochasticRoundingState,
     moment_presets,
     q8,
+    step_from_stored,
     stochastic_bf16,
     stochastic_rounding,
 )
@@ -187,6 +188,7 @@ __all__ = [
     "schedule_free_eval_params",
     "simplified_ademamix",
     "stable_adamw",
+    "step_from_stored",
     "stochastic_bf16",
     "stochastic_rounding",
     "swats",

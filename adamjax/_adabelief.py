@@ -165,18 +165,19 @@ def _belief_moments(
         else:
             rectification, adaptive = jnp.ones([], dtype), True
 
-        def leaf(g, m, s):
+        def leaf(g, m, s, *, settle):
             m = mo.ema(g, m, step.b1.rate)
-            s = belief_moment(g, m, s, step.b2.rate, eps_root)
+            s = belief_moment(g, m, s, step.b2.rate, eps_root)  # from m as computed
+            m, s = settle(m, s)
             if step.ahead is None:
                 m_hat = mo.corrected(m, step.b1)
             else:
                 m_hat = mo.nesterov_estimate(m, g, step.b1, step.ahead)
             direction = mo.precondition(m_hat, mo.corrected(s, step.b2), step.eps, 0.0)
             if not rectify:
-                return direction, m, s
+                return direction
             r = rectification.astype(mo.real_dtype(s.dtype))
-            return jnp.where(adaptive, r * direction, m_hat), m, s
+            return jnp.where(adaptive, r * direction, m_hat)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, step.count)

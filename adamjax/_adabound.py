@@ -204,16 +204,18 @@ def bound_step(
 
 
 def adabound_leaf(
-    step: BoundStep, g: jax.Array, m: jax.Array, nu: jax.Array, *nu_max: jax.Array
-) -> tuple[jax.Array, ...]:
-    r"""One leaf of the update, in the compute dtype: ``(u, m, nu)`` for AdaBound, ``(u, m, nu,
-    nu_max)`` for AMSBound (given the previous ``nu_max``), with
+    step: BoundStep, g: jax.Array, m: jax.Array, nu: jax.Array, *nu_max: jax.Array,
+    settle: _formats.Settle,
+) -> jax.Array:  # fmt: skip
+    r"""One leaf of the update, in the compute dtype: the new ``m``, ``nu`` and, for AMSBound
+    (given the previous ``nu_max``), ``nu_max``, stored by ``settle``, and
     :math:`u_t = \eta_t \odot m_t` (:func:`clipped_step_size`)."""
     m = mo.ema(g, m, step.moments.b1.rate)
     nu = mo.ema(mo.squared_magnitude(g), nu, step.moments.b2.rate)
-    v_used = jnp.maximum(nu_max[0], nu) if nu_max else nu
-    size = clipped_step_size(step.learning_rate, v_used, step.last, step.lower, step.upper)
-    return (size * m, m, nu, v_used) if nu_max else (size * m, m, nu)
+    # The maximum of nu as computed, not as stored: the stored state is the format's own.
+    m, *second = settle(m, nu, jnp.maximum(nu_max[0], nu)) if nu_max else settle(m, nu)
+    size = clipped_step_size(step.learning_rate, second[-1], step.last, step.lower, step.upper)
+    return size * m
 
 
 # ---- the piece -------------------------------------------------------------------------------

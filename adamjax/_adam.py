@@ -267,24 +267,26 @@ def adam_moments(
 
 
 def adam_leaf(
-    step: mo.MomentStep, max_of: str | None, g: jax.Array, m: jax.Array, nu: jax.Array, *nu_max
-) -> tuple[jax.Array, ...]:
+    step: mo.MomentStep, max_of: str | None, g: jax.Array, m: jax.Array, nu: jax.Array, *nu_max,
+    settle: _formats.Settle,
+) -> jax.Array:  # fmt: skip
     """One leaf of Adam (AMSGrad with ``max_of`` and its running maximum ``nu_max``): the new
-    moments and the direction, in the compute dtype."""
+    moments, stored by ``settle``, and the direction, in the compute dtype."""
     m = mo.ema(g, m, step.b1.rate)
     nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
+    if max_of is None:
+        m, nu = settle(m, nu)
+        v_hat = mo.corrected(nu, step.b2)
+    else:
+        # The maximum of nu as computed, not as stored: the stored state is the format's own.
+        larger = nu if max_of == "raw" else mo.corrected(nu, step.b2)
+        m, nu, new_max = settle(m, nu, jnp.maximum(nu_max[0], larger))
+        v_hat = mo.corrected(new_max, step.b2) if max_of == "raw" else new_max
     if step.ahead is None:
         m_hat = mo.corrected(m, step.b1)
     else:
         m_hat = mo.nesterov_estimate(m, g, step.b1, step.ahead)
-    if max_of is None:
-        return mo.precondition(m_hat, mo.corrected(nu, step.b2), step.eps, step.eps_root), m, nu
-    if max_of == "raw":
-        new_max = jnp.maximum(nu_max[0], nu)
-        v_hat = mo.corrected(new_max, step.b2)
-    else:
-        new_max = v_hat = jnp.maximum(nu_max[0], mo.corrected(nu, step.b2))
-    return mo.precondition(m_hat, v_hat, step.eps, step.eps_root), m, nu, new_max
+    return mo.precondition(m_hat, v_hat, step.eps, step.eps_root)
 
 
 def _uncorrected(decay: mo.Decay | None) -> mo.Decay | None:

@@ -220,14 +220,18 @@ def _blocks(fn: str, partition: Partition, tree: Any) -> tuple[list[_Block], Any
     return blocks, treedef
 
 
-def _leaf_step(block: _Block, g: jax.Array, m: jax.Array, nu: jax.Array, step: mo.MomentStep):
-    """One leaf's ``(update, m, nu)``: Adam with the second moment averaged over each block."""
+def _leaf_step(
+    block: _Block, g: jax.Array, m: jax.Array, nu: jax.Array, step: mo.MomentStep,
+    settle: _formats.Settle,
+) -> jax.Array:  # fmt: skip
+    """One leaf's update: Adam with the second moment averaged over each block (the new
+    moments stored by ``settle``)."""
     g_view = g.reshape(block.view)
     g_sq = jnp.mean(mo.squared_magnitude(g_view), axis=block.axes, keepdims=True)
-    m, nu = mo.ema(g, m, step.b1.rate), mo.ema(g_sq, nu, step.b2.rate)
+    m, nu = settle(mo.ema(g, m, step.b1.rate), mo.ema(g_sq, nu, step.b2.rate))
     m_hat = mo.corrected(m, step.b1).reshape(block.view)
     d = mo.precondition(m_hat, mo.corrected(nu, step.b2), step.eps, step.eps_root)
-    return d.reshape(g.shape), m, nu
+    return d.reshape(g.shape)
 
 
 def scale_by_adam_mini(
@@ -337,8 +341,8 @@ def _adam_mini_moments(
         step = mo.moment_step(b1, b2, eps, 0.0, "paper", state.count, state.last_step)
         blocks = iter(_blocks(fn, partition, updates)[0])
 
-        def leaf(g, m, nu):
-            return _leaf_step(next(blocks), g, m, nu, step)
+        def leaf(g, m, nu, *, settle):
+            return _leaf_step(next(blocks), g, m, nu, step, settle)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, step.count)

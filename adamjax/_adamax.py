@@ -122,10 +122,10 @@ def _adamax_moments(
         d1 = mo.decay_step(b1, state.count, state.last_step.m_correction)
         b2_t = mo.rate_at(b2, state.count)
 
-        def leaf(g, m, u):
+        def leaf(g, m, u, *, settle):
             # The first moment is Adam's; the second moment is replaced by the infinity norm.
-            m, u = mo.ema(g, m, d1.rate), mo.infinity_norm(g, u, b2_t, eps_in_max)
-            return _direction(mo.corrected(m, d1), u, eps_outside, guard), m, u
+            m, u = settle(mo.ema(g, m, d1.rate), mo.infinity_norm(g, u, b2_t, eps_in_max))
+            return _direction(mo.corrected(m, d1), u, eps_outside, guard)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         count = optax.safe_increment(state.count)

@@ -161,13 +161,14 @@ def _adan_moments(
         # The first step has no previous gradient: its difference is 0, as in every reference.
         started = state.count > 0
 
-        def leaf(g, m, n, d, g_prev):
+        def leaf(g, m, n, d, g_prev, *, settle):
             diff = jnp.where(started, g - g_prev, 0)
             w = mo.as_scalar(weight, mo.real_dtype(g.dtype))
             m, d = mo.ema(g, m, d1.rate), mo.ema(diff, d, d2.rate)
             n = mo.ema(mo.squared_magnitude(g + w * diff), n, d3.rate)
+            m, n, d, _ = settle(m, n, d, g)
             numerator = mo.corrected(m, d1) + w * mo.corrected(d, d2)
-            return mo.precondition(numerator, mo.corrected(n, d3), eps, eps_root), m, n, d, g
+            return mo.precondition(numerator, mo.corrected(n, d3), eps, eps_root)
 
         stored = [
             *_formats.adam_stored(state, mu_dtype, nu_dtype),

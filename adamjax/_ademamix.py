@@ -293,16 +293,11 @@ def _ademamix_moments(
         step = mo.moment_step(b1, b2, eps, eps_root, "paper", state.count, state.last_step)
         b3_t, alpha_t = mo.rate_at(b3, state.count), mo.rate_at(alpha, state.count)
 
-        def leaf(g, m1, nu, m2):
+        def leaf(g, m1, nu, m2, *, settle):
             m1, nu = mo.ema(g, m1, step.b1.rate), mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
-            m2 = mo.ema(g, m2, b3_t)
+            m1, nu, m2 = settle(m1, nu, mo.ema(g, m2, b3_t))
             mixed = mo.corrected(m1, step.b1) + mo.as_scalar(alpha_t, mo.real_dtype(m2.dtype)) * m2
-            return (
-                mo.precondition(mixed, mo.corrected(nu, step.b2), step.eps, step.eps_root),
-                m1,
-                nu,
-                m2,
-            )
+            return mo.precondition(mixed, mo.corrected(nu, step.b2), step.eps, step.eps_root)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         stored.append(_formats.Stored(state.mu_slow, mu_dtype, signed=True))
@@ -512,14 +507,14 @@ def _simplified_moments(
         total = state.last_step.m_correction * b1_t + 1 if bias_correction_mu else 1
         inverse = 1 / jnp.asarray(total, dtype)
 
-        def leaf(g, m, nu):
+        def leaf(g, m, nu, *, settle):
             real = mo.real_dtype(nu.dtype)
             m = mo.as_scalar(b1_t, real) * m + g
-            nu = mo.ema(mo.squared_magnitude(g), nu, d2.rate)
+            m, nu = settle(m, mo.ema(mo.squared_magnitude(g), nu, d2.rate))
             mixed = mo.as_scalar(alpha_t, real) * g + m
             if bias_correction_mu:
                 mixed = mixed * inverse.astype(real)
-            return mo.precondition(mixed, mo.corrected(nu, d2), eps, eps_root), m, nu
+            return mo.precondition(mixed, mo.corrected(nu, d2), eps, eps_root)
 
         count = optax.safe_increment(state.count)
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)

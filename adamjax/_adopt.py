@@ -209,17 +209,17 @@ def _adopt_moments(
 
 def adopt_leaf(
     first: jax.Array, b1: Any, b2: Any, clip: jax.Array | None, floor: Any, added: Any,
-    nesterov: bool, g: jax.Array, m: jax.Array, nu: jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array]:  # fmt: skip
-    """One leaf of ADOPT: the direction and the new moments, in the compute dtype."""
+    nesterov: bool, g: jax.Array, m: jax.Array, nu: jax.Array, *, settle: _formats.Settle,
+) -> jax.Array:  # fmt: skip
+    """One leaf of ADOPT: the new moments, stored by ``settle``, and the direction, in the
+    compute dtype."""
     n = normalized(g, nu, floor, added)  # nu is still v_{t-1}
     if clip is not None:
         n = _clipped(n, clip)
     # At the first step v_{t-1} = 0, so n may be g/eps or 0/0: it must not reach the momentum.
     n = jnp.where(first, 0, n)
-    m = mo.ema(n, m, b1)
-    nu = mo.ema(mo.squared_magnitude(g), nu, b2)
-    return (mo.ema(n, m, b1) if nesterov else m), m, nu
+    m, _ = settle(mo.ema(n, m, b1), mo.ema(mo.squared_magnitude(g), nu, b2))
+    return mo.ema(n, m, b1) if nesterov else m
 
 
 @_piece.register_view(ScaleByAdoptState)

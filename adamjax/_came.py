@@ -120,16 +120,19 @@ def _came_confidence(
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
 
-        def leaf(u, m, r_row, r_col):
+        def leaf(u, m, r_row, r_col, *, settle):
             m = mo.ema(u, m, b1)
             axes = _FACTORING.axes(jnp.shape(u))
             if axes is None:
-                return m, m, r_row, r_col
-            instability = mo.squared_magnitude(u - m) + eps
-            out, r_row, r_col = _adafactor._factored_step(
-                m, instability, r_row, r_col, b3, axes, guard
+                return settle(m, r_row, r_col)[0]
+            instability = mo.squared_magnitude(u - m) + eps  # from m as computed
+            # With 1 for the update, the factored step is the inverse-RMS factor alone.
+            one = jnp.ones([], instability.dtype)
+            factor, r_row, r_col = _adafactor._factored_step(
+                one, instability, r_row, r_col, b3, axes, guard
             )
-            return out, m, r_row, r_col
+            m, _, _ = settle(m, r_row, r_col)
+            return m * factor
 
         stored = [
             _formats.Stored(state.mu, mu_dtype, signed=True),

@@ -174,16 +174,17 @@ def _laprop_moments(
 
 def laprop_leaf(
     step: mo.MomentStep, amsgrad: bool, centering: jax.Array | None, g: jax.Array,
-    m: jax.Array, nu: jax.Array, *extra: jax.Array,
-) -> tuple[jax.Array, ...]:  # fmt: skip
-    """One leaf of LaProp: the direction and the new moments, in the compute dtype. ``extra``
-    holds the running maximum (``amsgrad``) and the mean (``centering`` not ``None``)."""
+    m: jax.Array, nu: jax.Array, *extra: jax.Array, settle: _formats.Settle,
+) -> jax.Array:  # fmt: skip
+    """One leaf of LaProp: the new moments, stored by ``settle``, and the direction, in the
+    compute dtype. ``extra`` holds the running maximum (``amsgrad``) and the mean
+    (``centering`` not ``None``)."""
     nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
     second, new = _second_moment(step, amsgrad, centering, g, nu, *extra)
     # The only difference from Adam: the gradient is divided before the momentum sees it.
     normalized = mo.precondition(g, mo.corrected(second, step.b2), step.eps, step.eps_root)
-    m = mo.ema(normalized, m, step.b1.rate)
-    return mo.corrected(m, step.b1), m, nu, *new
+    m, *_ = settle(mo.ema(normalized, m, step.b1.rate), nu, *new)
+    return mo.corrected(m, step.b1)
 
 
 def _second_moment(

@@ -157,11 +157,12 @@ def _nadam_moments(
         mu_t = mo.decay_step(schedule, state.count, state.momentum_correction)
         mu_next = mo.decay_step(schedule, step.count, mu_t.correction)
 
-        def leaf(g, m, nu):
+        def leaf(g, m, nu, *, settle):
             m = mo.ema(g, m, step.b1.rate)
             nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
+            m, nu = settle(m, nu)
             m_bar = mo.nesterov_estimate(m, g, mu_t, mu_next)
-            return mo.precondition(m_bar, mo.corrected(nu, step.b2), step.eps, step.eps_root), m, nu
+            return mo.precondition(m_bar, mo.corrected(nu, step.b2), step.eps, step.eps_root)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, step.count)

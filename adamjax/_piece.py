@@ -38,6 +38,7 @@ def check_params(fn: str, params: Any, mu_dtype: Any, **decays: Any) -> None:
     with x64 on, the ``decays`` (``b1=..., b2=...``) in the params' scalar dtype."""
     v.check_params(fn, params)
     v.check_decays_at_init(fn, scalar_dtype(params), **decays)
+    mu_dtype = _formats.stored_format(mu_dtype)
     if isinstance(mu_dtype, _formats.MomentFormat) or mu_dtype is None:
         return
     if not jnp.issubdtype(mu_dtype, jnp.complexfloating):

@@ -172,16 +172,17 @@ def _radam_moments(
         rho, rectification = radam_rectification(b2, step.count, dtype)
         adaptive = rho > threshold
 
-        def leaf(g, m, nu):
+        def leaf(g, m, nu, *, settle):
             m = mo.ema(g, m, step.b1.rate)
             nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
+            m, nu = settle(m, nu)
             if step.ahead is None:
                 m_hat = mo.corrected(m, step.b1)
             else:
                 m_hat = mo.nesterov_estimate(m, g, step.b1, step.ahead)
             direction = mo.precondition(m_hat, mo.corrected(nu, step.b2), step.eps, step.eps_root)
             r = rectification.astype(mo.real_dtype(nu.dtype))
-            return jnp.where(adaptive, r * direction, m_hat), m, nu
+            return jnp.where(adaptive, r * direction, m_hat)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, step.count)

@@ -74,7 +74,7 @@ def _check_b1(fn: str, b1: Any) -> None:
 
 
 def _check_z_format(fn: str, state_dtype: Any) -> None:
-    if isinstance(state_dtype, _formats.Q8):
+    if isinstance(_formats.stored_format(state_dtype), _formats.Q8):
         raise ValueError(
             f"{fn}: state_dtype cannot be adamjax.q8(): z is the base iterate itself, not a "
             "moment, and 8-bit blocks would move every parameter by up to 0.7% of its block's "
@@ -102,10 +102,9 @@ def _scale_by_rms(
         del extra_args
         step = mo.moment_step(0.0, b2, eps, eps_root, "paper", state.count, state.last_step)
 
-        def leaf(g, y, nu):
-            nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
-            direction = mo.precondition(g, mo.corrected(nu, step.b2), step.eps, step.eps_root)
-            return direction, y, nu
+        def leaf(g, y, nu, *, settle):
+            _, nu = settle(y, mo.ema(mo.squared_magnitude(g), nu, step.b2.rate))
+            return mo.precondition(g, mo.corrected(nu, step.b2), step.eps, step.eps_root)
 
         # The params (which the wrapper always passes) go first and come back unused: the
         # boundary checks a complex gradient against its first tree, which must be the
@@ -275,12 +274,11 @@ def _schedule_free(
             updates, state.base_optimizer_state, params, **extra_args
         )
 
-        def leaf(u, z, y):
-            z_new = z + u
+        def leaf(u, z, y, *, settle):
+            settle(z + u, y)  # z_new; the step below is written in the previous z
             # y_new = b1*x_new + (1-b1)*z_new with x_new = (1-c)*x + c*z_new, written in y and
             # z (x = (y - (1-b1)*z)/b1 is never formed, so b1 is never divided by).
-            step = c.astype(y.dtype) * (z - y) + (1 - state.b1.astype(y.dtype) * (1 - c)) * u
-            return step, z_new, y
+            return c.astype(y.dtype) * (z - y) + (1 - state.b1.astype(y.dtype) * (1 - c)) * u
 
         stored = [
             _formats.Stored(state.z, state_dtype, signed=True),

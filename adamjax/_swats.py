@@ -327,28 +327,23 @@ def sgd_step_size(
     )
 
 
-def adam_step(
-    g: jax.Array, m: jax.Array, nu: jax.Array, step: mo.MomentStep, learning_rate: Any
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    r"""The Adam phase's ``(u_k, m_k, v_k)``: :math:`u_k = \alpha_k \hat m_k /
-    (\sqrt{\hat v_k + \epsilon_{root}} + \epsilon)` (eps placed by ``step``), in the compute
-    dtype."""
-    m = mo.ema(g, m, step.b1.rate)
-    nu = mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
+def adam_step(m: jax.Array, nu: jax.Array, step: mo.MomentStep, learning_rate: Any) -> jax.Array:
+    r"""The Adam phase's :math:`u_k = \alpha_k \hat m_k / (\sqrt{\hat v_k + \epsilon_{root}} +
+    \epsilon)` (eps placed by ``step``) from the new moments :math:`m_k`, :math:`v_k`, in the
+    compute dtype."""
     m_hat = mo.corrected(m, step.b1)
     direction = mo.precondition(m_hat, mo.corrected(nu, step.b2), step.eps, step.eps_root)
-    return learning_rate * direction, m, nu
+    return learning_rate * direction
 
 
 def sgd_step(
     g: jax.Array, buf: jax.Array, b1: Any, step_size: jax.Array, nesterov: bool
-) -> tuple[jax.Array, jax.Array]:
-    r"""The SGD phase's ``(u_k, v_k)``: :math:`v_k = \beta_1 v_{k-1} + g_k`,
-    :math:`u_k = (1-\beta_1)\,\text{step\_size}\; v_k` (:math:`g_k + \beta_1 v_k` in place of
+) -> jax.Array:
+    r"""The SGD phase's :math:`u_k = (1-\beta_1)\,\text{step\_size}\; v_k` from the new
+    momentum :math:`v_k = \beta_1 v_{k-1} + g_k` (:math:`g_k + \beta_1 v_k` in place of
     :math:`v_k` with ``nesterov``)."""
-    buf = b1 * buf + g
     direction = g + b1 * buf if nesterov else buf
-    return (1 - b1) * step_size * direction, buf
+    return (1 - b1) * step_size * direction
 
 
 def _real_dot(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -369,20 +364,20 @@ def leaf_update(
     in_sgd: jax.Array,
     step_size: jax.Array,
     nesterov: bool,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
-    """One leaf's step in the phase ``in_sgd`` it started in: ``(u, m, nu, momentum, (uu, ug))``
-    with the moments of the other phase unchanged, and the Adam step's dot products
-    (:func:`projected_rate`), computed in both phases. Arrays in the compute dtype."""
-    u_adam, m_t, v_t = adam_step(g, m, nu, step, learning_rate)
-    u_sgd, buf_t = sgd_step(g, buf, step.b1.rate, step_size, nesterov)
-    dots = (_real_dot(u_adam, u_adam), _real_dot(u_adam, g))
-    return (
-        jnp.where(in_sgd, u_sgd, u_adam),
-        jnp.where(in_sgd, m, m_t),
-        jnp.where(in_sgd, nu, v_t),
-        jnp.where(in_sgd, buf_t, buf),
-        dots,
+    settle: _formats.Settle,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """One leaf's step in the phase ``in_sgd`` it started in: ``(u, (uu, ug))``, the new
+    moments (those of the other phase unchanged) stored by ``settle``, and the Adam step's dot
+    products (:func:`projected_rate`, which reads them in the Adam phase only: in the SGD phase
+    they are those of the unchanged moments). Arrays in the compute dtype."""
+    b1 = step.b1.rate
+    m_t, v_t = mo.ema(g, m, b1), mo.ema(mo.squared_magnitude(g), nu, step.b2.rate)
+    m, nu, buf = settle(
+        jnp.where(in_sgd, m, m_t), jnp.where(in_sgd, nu, v_t), jnp.where(in_sgd, b1 * buf + g, buf)
     )
+    u_adam = adam_step(m, nu, step, learning_rate)
+    dots = (_real_dot(u_adam, u_adam), _real_dot(u_adam, g))
+    return jnp.where(in_sgd, sgd_step(g, buf, b1, step_size, nesterov), u_adam), dots
 
 
 # ---- the piece --------------------------------------------------------------------------------
@@ -421,15 +416,15 @@ def _step_leaves(
     in_sgd, sizes = phases
     dots: list[tuple[jax.Array, jax.Array]] = []
 
-    def leaf(g, m, nu, buf):
+    def leaf(g, m, nu, buf, *, settle):
         # update_leaves calls this once per leaf, in the order of jax.tree.leaves(updates).
         i = len(dots)
-        *out, dot = leaf_update(
+        u, dot = leaf_update(
             g, m, nu, buf, step=step, learning_rate=learning_rate, in_sgd=in_sgd[i],
-            step_size=sizes[i], nesterov=o.nesterov,
+            step_size=sizes[i], nesterov=o.nesterov, settle=settle,
         )  # fmt: skip
         dots.append(dot)
-        return tuple(out)
+        return u
 
     stored = [
         _formats.Stored(state.mu, o.mu_dtype, signed=True),

@@ -144,13 +144,14 @@ def _yogi_moments(
             step = step._replace(b2=_adam._uncorrected(step.b2))
         first = state.count == 0
 
-        def leaf(g, m, nu):
+        def leaf(g, m, nu, *, settle):
             start = mo.as_scalar(initial_accumulator_value, mo.real_dtype(nu.dtype))
             m, nu = jnp.where(first, start, m), jnp.where(first, start, nu)
             m = mo.ema(g, m, step.b1.rate)
             nu = yogi_moment(mo.squared_magnitude(g), nu, step.b2.rate)
+            m, nu = settle(m, nu)
             v_hat = mo.corrected(nu, step.b2)
-            return mo.precondition(mo.corrected(m, step.b1), v_hat, step.eps, step.eps_root), m, nu
+            return mo.precondition(mo.corrected(m, step.b1), v_hat, step.eps, step.eps_root)
 
         stored = _formats.adam_stored(state, mu_dtype, nu_dtype)
         updates, (mu, nu) = _formats.update_leaves(fn, leaf, updates, stored, step.count)

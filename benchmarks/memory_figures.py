@@ -54,6 +54,7 @@ DIGITS_SEED = 0
 COLOURS = {
     "float32": "0.35",
     "bfloat16": "tab:blue",
+    "bfloat16-stored": "tab:purple",
     "sr-bfloat16": "tab:cyan",
     "q8": "tab:orange",
     "q8-linear": "tab:red",

@@ -256,8 +256,9 @@ def add_moments_arg(parser: argparse.ArgumentParser) -> None:
         "--moments",
         choices=list(MOMENTS),
         default="float32",
-        help="moment storage: float32, bfloat16 (sr-: stochastic rounding) or 8-bit block-wise "
-        "(q8: dynamic map; q8-linear) (default float32)",
+        help="moment storage: float32, bfloat16 (sr-: stochastic rounding; -stored: the step "
+        "taken from the stored moments) or 8-bit block-wise (q8: dynamic map; q8-linear) "
+        "(default float32)",
     )
 
 

@@ -1,11 +1,13 @@
 """Moment storage formats (adamjax._formats): the 8-bit maps, block layout, non-finite values,
 fidelity against float64 NumPy Adam and float32 Adam, memory, checkpoints, sharding, stochastic
-rounding and float16 safety."""
+rounding, float16 safety and the step from the stored moments (step_from_stored)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -22,7 +24,8 @@ from benchmarks.state_memory import ALIASES, fidelity, moments_at
 from benchmarks.step_time import train_step
 from benchmarks.workloads import count, gpt2_small_shapes
 
-from reference.numpy_reference import AdamReference, NadamReference
+from helpers import assert_bitwise_equal
+from reference.numpy_reference import AdamReference, NadamReference, adam_direction
 
 Q8 = adamjax.q8()
 EPS32 = float(np.finfo(np.float32).eps)  # 2**-23
@@ -595,9 +598,11 @@ def test_stochastic_rounding_keys_differ_across_seeds_counts_leaves_and_slots():
     stored = [codecs.Stored(zeros, fmt, signed=True), codecs.Stored(zeros, fmt, signed=False)]
 
     def rounded(step):
-        _, (mu, nu) = codecs.update_leaves(
-            "test", lambda g, m, v: (g, x, x), zeros, stored, jnp.int32(step)
-        )
+        def leaf(g, m, v, *, settle):
+            settle(x, x)
+            return g
+
+        _, (mu, nu) = codecs.update_leaves("test", leaf, zeros, stored, jnp.int32(step))
         return [np.asarray(t[k], np.float32) for t in (mu, nu) for k in ("a", "b")]
 
     first, again, later = rounded(1), rounded(1), rounded(2)
@@ -689,3 +694,294 @@ def test_float16_zero_and_tiny_gradients_give_finite_bounded_updates(alias):
 def test_bad_formats_are_rejected_by_name(build, error, message):
     with pytest.raises(error, match=message):
         build()
+
+
+# ---- the step from the stored moments -------------------------------------------------------
+
+# The parameters through which the public functions take a moment format.
+FORMAT_ARGS = ("mu_dtype", "nu_dtype", "state_dtype", "prev_grad_dtype")
+# Those that take a plain dtype only (a factored statistic has no format): given bfloat16 here.
+DTYPE_ONLY = {name: {"nu_dtype"} for name in ("came", "scale_by_came", "scale_by_factored_rms")}
+
+
+def _takes_formats(name: str) -> bool:
+    fn = getattr(adamjax, name)
+    if isinstance(fn, type) or not callable(fn):
+        return False
+    params = set(inspect.signature(fn).parameters) & set(FORMAT_ARGS)
+    return bool(params - DTYPE_ONLY.get(name, set()))
+
+
+# Every public alias and piece that stores a moment in a format, found in adamjax.__all__, so
+# that a new one is tested without being listed.
+FAMILY = [name for name in adamjax.__all__ if _takes_formats(name)]
+# State leaves other than moments that are functions of the step taken, so that they differ
+# when the step does: LAMB's trust ratio (the update's norm), SWATS's average of projected rates
+# (dot products of the Adam step) and Schedule-Free's z (the sum of the base's steps).
+FOLLOWS_THE_STEP = {"lamb": ["trust_ratio"], "swats": ["rate_ema"], "scale_by_swats": ["rate_ema"],
+                    "schedule_free": [".z"], "schedule_free_adamw": [".z"]}  # fmt: skip
+
+
+def _family_member(name: str, fmt) -> optax.GradientTransformation:
+    """``name`` with every moment in ``fmt`` (a dtype-only moment in bfloat16; Schedule-Free's
+    z, which is not a moment, in the params' dtype), at a learning rate of 1e-3."""
+    fn = getattr(adamjax, name)
+    if name == "schedule_free":
+        return fn(adamjax.adam(1e-3, mu_dtype=fmt, nu_dtype=fmt), 1e-3)
+    params = inspect.signature(fn).parameters
+    only = DTYPE_ONLY.get(name, set())
+    kw = {a: jnp.bfloat16 if a in only else fmt for a in FORMAT_ARGS if a in params}
+    kw.pop("state_dtype", None)
+    return fn(*((1e-3,) if "learning_rate" in params else ()), **kw)
+
+
+def _fixed_gradient_run(tx, steps: int = 4, params=None):
+    """``steps`` jitted updates of ``tx`` at fixed params with gradients drawn once (seed 11):
+    the updates of every step and the final state."""
+    rng = np.random.default_rng(11)
+    if params is None:
+        params = {"w": rng.standard_normal((32, 48)), "b": rng.standard_normal(48)}
+        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+    grads = [jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), params)
+             for _ in range(steps)]  # fmt: skip
+    update, state, updates = jax.jit(tx.update), tx.init(params), []
+    for g in grads:
+        u, state = update(g, state, params)
+        updates.append(u)
+    return updates, state
+
+
+def test_the_family_is_every_piece_that_takes_a_format():
+    assert {"adam", "amsgrad", "scale_by_adam", "adan", "came", "swats", "schedule_free",
+            "schedule_free_adamw", "adam_mini", "lamb", "stable_adamw"} <= set(FAMILY)  # fmt: skip
+    assert "scale_by_factored_rms" not in FAMILY and "adafactor" not in FAMILY
+    assert set(FOLLOWS_THE_STEP) <= set(FAMILY)
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_step_from_stored_bf16_keeps_the_state_and_moves_the_step_by_bf16_rounding(name):
+    """With the same gradients, step_from_stored(bfloat16) stores bitwise the moments that
+    bfloat16 stores (the moments are computed before they are stored, either way), and every
+    other state leaf is the same but those that follow the step taken (FOLLOWS_THE_STEP).
+    The updates differ, by bfloat16's rounding of the moments: at most 2**-8 of each moment
+    (half a unit in its last place), so an Adam-like direction moves by at most about
+    1.5 * 2**-8 = 0.6% of itself (Adamax's infinity norm, not square-rooted: 2**-7), and sums
+    in the direction (Adan, AdEMAMix, NAdam) may cancel. Measured: at most 0.62% of each
+    leaf's largest update over 4 steps; asserted: 2%."""
+    plain, plain_state = _fixed_gradient_run(_family_member(name, jnp.bfloat16))
+    stored, state = _fixed_gradient_run(
+        _family_member(name, adamjax.step_from_stored(jnp.bfloat16))
+    )
+    paths = jax.tree_util.tree_flatten_with_path(state)[0]
+    moments = 0
+    for (path, a), b in zip(paths, jax.tree.leaves(plain_state), strict=True):
+        where = jax.tree_util.keystr(path)
+        moments += a.dtype == jnp.bfloat16
+        if not any(field in where for field in FOLLOWS_THE_STEP.get(name, [])):
+            assert_bitwise_equal(a, b, f"{name}: state{where}")
+    assert moments >= 2, name
+    pairs = [
+        (np.asarray(a, np.float64), np.asarray(b, np.float64))
+        for a, b in zip(jax.tree.leaves(stored), jax.tree.leaves(plain), strict=True)
+    ]
+    assert not all(np.array_equal(a, b) for a, b in pairs), name
+    for a, b in pairs:  # (ADOPT's first update is 0, from either)
+        assert np.max(np.abs(a - b)) <= 2e-2 * np.max(np.abs(b)), name
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_step_from_stored_float32_is_the_plain_step(name):
+    """Stored as float32 params' own dtype, a moment reads back as it was computed: the run is
+    bitwise the plain one, updates and state."""
+    for fmt in (None, jnp.float32):
+        expected = _fixed_gradient_run(_family_member(name, fmt), steps=2)
+        actual = _fixed_gradient_run(_family_member(name, adamjax.step_from_stored(fmt)), steps=2)
+        assert_bitwise_equal(actual, expected, f"{name}, {fmt}")
+
+
+STORED_FORMATS = {
+    "bf16": jnp.bfloat16,
+    "f16": jnp.float16,
+    "sr-bf16": adamjax.stochastic_bf16(seed=3),
+    "q8": adamjax.q8(min_size=0),
+    "q8-linear": adamjax.q8(mapping="linear", min_size=0),
+}
+
+
+@pytest.mark.parametrize("max_of", [None, "raw", "corrected"], ids=["adam", "raw", "corrected"])
+@pytest.mark.parametrize("fmt", list(STORED_FORMATS))
+def test_adam_step_is_the_direction_of_the_decoded_stored_moments(fmt, max_of):
+    """Each update is, to float32 rounding, Adam's direction computed in float64 NumPy from the
+    moments of the state that the step returns, decoded (mu, and nu or AMSGrad's running
+    maximum nu_max), with the bias corrections the state records (float32 1 - b**t, within
+    1e-4 of 1 - b**t computed in float64 from the same float32 b). The plain format's update is
+    not: it is taken from the moments before they are stored. The state is bitwise the plain
+    format's (stochastic rounding: the same seed, so the same bits).
+
+    Float32 rounding: the step rounds 1 / (1 - b**t) and m times it (twice 2**-24 of the update,
+    half an ulp each), the same for v (once 2**-24 through the square root), the square root,
+    the sum with eps, the quotient and the product with the learning rate, which is itself
+    float32's 1e-3 (4.7e-8 off): 7 * 2**-24 + 4.7e-8 = 4.6e-7 of the update at most. Measured:
+    4.3e-7 (q8-linear). Asserted: 2e-6."""
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+
+    def make(f):
+        if max_of is None:
+            return adamjax.adam(lr, b1, b2, eps, mu_dtype=f, nu_dtype=f)
+        return adamjax.amsgrad(lr, b1, b2, eps, mu_dtype=f, nu_dtype=f, max_of=max_of)
+
+    tx, plain = make(adamjax.step_from_stored(STORED_FORMATS[fmt])), make(STORED_FORMATS[fmt])
+    rng = np.random.default_rng(12)
+    params = jnp.asarray(rng.standard_normal((16, 512)), jnp.float32)  # 2 blocks of 256 a row
+    state, plain_state = tx.init(params), plain.init(params)
+    update, plain_update = jax.jit(tx.update), jax.jit(plain.update)
+    for t in range(1, 6):
+        g = jnp.asarray(rng.standard_normal((16, 512)) * 10.0 ** rng.uniform(-3, 0), jnp.float32)
+        u, state = update(g, state, params)
+        u_plain, plain_state = plain_update(g, plain_state, params)
+        assert_bitwise_equal(state, plain_state, f"step {t}")
+        moments = state[moments_at(state)]
+        m = np.asarray(codecs.decode(moments.mu, True), np.float64)
+        second = moments.nu if max_of is None else moments.nu_max
+        v = np.asarray(codecs.decode(second, False), np.float64)
+        c1, c2 = (
+            float(x) for x in (moments.last_step.m_correction, moments.last_step.v_correction)
+        )
+        for c, b in ((c1, b1), (c2, b2)):
+            assert c == pytest.approx(1 - float(np.float32(b)) ** t, rel=1e-4)
+        v_hat = v if max_of == "corrected" else v / c2
+        expected = -lr * adam_direction(m / c1, v_hat, eps)
+        np.testing.assert_allclose(np.asarray(u, np.float64), expected, rtol=2e-6, atol=0)
+        gap = np.max(np.abs(np.asarray(u_plain, np.float64) - expected)) / np.max(np.abs(expected))
+        assert gap > 1e-4, (t, gap)  # storage rounds more than float32 (float16: 2**-12 and up)
+
+
+def _copies_of(tx, shapes: dict) -> list[str]:
+    """The shapes of the ``copy`` instructions in the compiled jitted step that donates its
+    params and state."""
+    params = {k: jnp.ones(s) for k, s in shapes.items()}
+
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, tx.init(params), params)
+    text = compiled.compile().as_text()
+    return re.findall(r"= \w+\[([\d,]*)\]\{[^}]*\} copy\(", text)
+
+
+def test_step_from_stored_bf16_needs_no_copy_of_a_donated_moment():
+    """The reason for the option. Donated, the new bfloat16 moments are written over the old
+    ones. Plain bfloat16: XLA takes the step from the old moments (it recomputes the moments'
+    EMA in the update's loop instead of reading the float32 ones back), so it must first copy
+    the old moments: two param-shaped copies per leaf here. From the stored moments, the step
+    reads the new ones and no param-shaped array is copied (scalars may be)."""
+    shapes = {k: (256, 256) for k in "abc"}
+    param_shaped = "256,256"
+
+    def copies(fmt):
+        return _copies_of(adamjax.adam(1e-3, mu_dtype=fmt, nu_dtype=fmt), shapes)
+
+    assert copies(jnp.bfloat16).count(param_shaped) > 0
+    assert param_shaped not in copies(adamjax.step_from_stored(jnp.bfloat16))
+
+
+def _toy_leaf_run(leaf):
+    zeros = {"a": jnp.zeros(8), "b": jnp.zeros(8)}
+    stored = [codecs.Stored(zeros, None, signed=True), codecs.Stored(zeros, None, signed=False)]
+    return codecs.update_leaves("toy", leaf, zeros, stored, jnp.int32(1))
+
+
+def test_a_leaf_that_does_not_settle_its_moments_once_is_an_internal_error():
+    """A piece whose per-leaf function forgets settle (or calls it twice, or with too few
+    moments) fails loudly, naming the piece, instead of keeping stale moments."""
+
+    def forgets(g, m, v, *, settle):
+        return g
+
+    def twice(g, m, v, *, settle):
+        settle(m, v)
+        settle(m, v)
+        return g
+
+    def short(g, m, v, *, settle):
+        settle(m)
+        return g
+
+    for leaf in (forgets, twice, short):
+        with pytest.raises(RuntimeError, match=r"^toy: internal error: .*settle"):
+            _toy_leaf_run(leaf)
+
+    def once(g, m, v, *, settle):
+        m, v = settle(m + g, v + 1)
+        return m + v
+
+    updates, (mu, nu) = _toy_leaf_run(once)
+    np.testing.assert_array_equal(np.asarray(updates["a"]), 1.0)
+    np.testing.assert_array_equal(np.asarray(mu["a"]), 0.0)
+    np.testing.assert_array_equal(np.asarray(nu["b"]), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: adamjax.step_from_stored("int8"), ValueError,
+         r"^step_from_stored: fmt must be None, one of bfloat16, .* got 'int8'"),
+        (lambda: adamjax.step_from_stored(3), ValueError, r"^step_from_stored: fmt .* got 3$"),
+        (lambda: adamjax.step_from_stored("bf16"), ValueError, r"got 'bf16'"),
+        (lambda: adamjax.adam(1e-3, nu_dtype=adamjax.step_from_stored(jnp.complex64)),
+         ValueError, r"^adam: nu_dtype must be None, one of .*adamjax.step_from_stored"),
+        (lambda: adamjax.adam(1e-3, mu_dtype=adamjax.step_from_stored(jnp.complex64)).init(
+            jnp.ones(3)), TypeError, r"^adam: mu_dtype complex64 is complex, but the param"),
+        (lambda: adamjax.schedule_free_adamw(1e-3, state_dtype=adamjax.step_from_stored(Q8)),
+         ValueError, r"^schedule_free_adamw: state_dtype cannot be adamjax.q8\(\)"),
+        (lambda: adamjax.came(1e-3, nu_dtype=adamjax.step_from_stored(jnp.bfloat16)),
+         ValueError, r"^came: nu_dtype must be None or one of jnp.bfloat16"),
+    ],
+)  # fmt: skip
+def test_bad_step_from_stored_is_rejected_by_name(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_step_from_stored_is_idempotent_hashable_and_stores_like_its_format():
+    once = adamjax.step_from_stored(adamjax.stochastic_bf16(seed=5))
+    assert adamjax.step_from_stored(once) is once
+    assert once == adamjax.step_from_stored(adamjax.stochastic_bf16(seed=5))
+    assert hash(once) == hash(adamjax.step_from_stored(adamjax.stochastic_bf16(seed=5)))
+    assert once.needs_key and once.seed == 5
+    assert not adamjax.step_from_stored(Q8).needs_key
+    presets = adamjax.moment_presets()
+    assert presets["bfloat16-stored"] == {
+        "mu_dtype": adamjax.step_from_stored(jnp.bfloat16),
+        "nu_dtype": adamjax.step_from_stored(jnp.bfloat16),
+    }
+    params = {"w": jnp.ones((64, 128)), "b": jnp.ones(3, jnp.bfloat16)}
+    for fmt in (None, jnp.bfloat16, adamjax.stochastic_bf16(), Q8):
+        wrapped = adamjax.adam(1e-3, mu_dtype=adamjax.step_from_stored(fmt), nu_dtype=fmt)
+        expected = adamjax.adam(1e-3, mu_dtype=fmt, nu_dtype=fmt).init(params)
+        assert_bitwise_equal(wrapped.init(params), expected, str(fmt))
+
+
+def test_step_from_stored_composes_with_inject_hyperparams_and_chain():
+    """Under jit, inject_hyperparams(adamw) with the learning rate and the decay injected, and a
+    chain of the piece, give the alias' updates bit for bit. (b1 and b2 stay static: injected,
+    they become float32 arrays whose 1 - b rounds otherwise than the Python float's, for every
+    format; bfloat16 moments then differ in their last place, which shows in the updates.)"""
+    fmt = adamjax.step_from_stored(jnp.bfloat16)
+    alias = adamjax.adamw(1e-3, weight_decay=1e-2, mu_dtype=fmt, nu_dtype=fmt)
+    injected = optax.inject_hyperparams(adamjax.adamw, static_args=("b1", "b2", "eps", "eps_root"))(
+        learning_rate=1e-3, weight_decay=1e-2, mu_dtype=fmt, nu_dtype=fmt
+    )
+    chained = optax.chain(
+        adamjax.scale_by_adam(mu_dtype=fmt, nu_dtype=fmt),
+        optax.add_decayed_weights(1e-2),
+        optax.scale(-1e-3),
+    )
+    expected, expected_state = _fixed_gradient_run(alias, steps=3)
+    for tx in (injected, chained):
+        actual, state = _fixed_gradient_run(tx, steps=3)
+        assert_bitwise_equal(actual, expected, "updates")
+        moments = state.inner_state[0] if tx is injected else state[0]
+        assert_bitwise_equal(moments.mu, expected_state[0].mu, "mu")
+        assert moments.mu["w"].dtype == jnp.bfloat16

@@ -126,7 +126,7 @@ def test_mlp_digits_load_data(mlp_digits: ModuleType) -> None:
         mlp_digits.load_data(task="ternary")
 
 
-@pytest.mark.parametrize("moments", ["bfloat16", "q8", "q8-linear"])
+@pytest.mark.parametrize("moments", ["bfloat16", "bfloat16-stored", "q8", "q8-linear"])
 def test_mlp_digits_low_precision_moments_match_float32(
     mlp_digits: ModuleType, tmp_path: Path, moments: str
 ) -> None:

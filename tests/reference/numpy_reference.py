@@ -70,6 +70,12 @@ def decay_then_step(
     return theta - lr * direction
 
 
+def adam_direction(m_hat: Array, v_hat: Array, eps: float, eps_root: float = 0.0) -> Array:
+    """Adam's direction with the paper's eps, from the bias-corrected moments (Algorithm 1):
+    ``m_hat / (sqrt(v_hat + eps_root) + eps)``."""
+    return m_hat / (np.sqrt(v_hat + eps_root) + eps)
+
+
 @dataclass
 class AdamReference:
     """A float64 Adam-family optimizer over a dict of NumPy arrays.
@@ -133,7 +139,7 @@ class AdamReference:
                 v_hat = v / bc2
 
             if self.eps_mode == "paper":
-                direction = m_hat / (np.sqrt(v_hat + self.eps_root) + self.eps)
+                direction = adam_direction(m_hat, v_hat, self.eps, self.eps_root)
             else:
                 # Adam §2: alpha_t = alpha sqrt(1-b2^t) / (1-b1^t), step alpha_t m / (sqrt(v)+eps).
                 # (eps_root, when used, goes under the root with the raw v.)
