@@ -56,6 +56,12 @@ def contenders() -> list[st.Contender]:
             reference="optax.adam",
         ),
         st.Contender(
+            "adamjax.adam(bf16 stored moments)",
+            5,
+            adamjax.adam(lr, **adamjax.moment_presets()["bfloat16-stored"]),
+            reference="optax.adam",
+        ),
+        st.Contender(
             "adamjax.adam(q8 moments)",
             3 + 2 * (0.5 + 2 / 256),
             adamjax.adam(lr, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8()),

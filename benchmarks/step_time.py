@@ -140,6 +140,12 @@ def contenders(with_torch: bool) -> list[Contender]:
             reference="optax.adam",
         ),
         Contender(
+            "adamjax.adam(bf16 stored moments)",
+            5,
+            adamjax.adam(LR, **adamjax.moment_presets()["bfloat16-stored"]),
+            reference="optax.adam",
+        ),
+        Contender(
             "adamjax.adam(q8 moments)",
             3 + 2 * (0.5 + 2 / 256),
             adamjax.adam(LR, mu_dtype=adamjax.q8(), nu_dtype=adamjax.q8()),
