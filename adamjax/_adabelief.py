@@ -90,7 +90,8 @@ def scale_by_belief(
       eps_mode: ``"paper"`` (optax, the authors' ``rectify=False``) or ``"hat"`` (the authors'
         ``rectify=True``).
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -249,7 +250,8 @@ def adabelief(
         ``weight_decouple=True``); ``False`` adds :math:`\lambda\theta` to the gradient.
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:

@@ -296,7 +296,8 @@ def scale_by_adabound(
         Make it positive to differentiate through the update (meta-learning): the square
         root's derivative at a zero second moment is infinite.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu`` and ``nu_max``, as ``mu_dtype`` (real for complex params).
 
     Returns:
@@ -509,7 +510,8 @@ def adabound(
       mask: which leaves to decay: a pytree of bools or a callable on the params (see
         :func:`~adamjax.add_decayed_weights`).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment(s), as ``mu_dtype``.
 
     Returns:

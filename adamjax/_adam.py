@@ -98,7 +98,8 @@ def scale_by_adam(
       eps_root: added inside the square root (keeps the derivative finite when differentiating
         through the update, e.g. in meta-learning), >= 0.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nesterov: use Dozat's Nesterov look-ahead of the first moment.
       eps_mode: ``"paper"`` (torch.optim, optax) or ``"hat"`` (Keras, TensorFlow).
       nu_dtype: storage of ``nu``, as ``mu_dtype`` (real for complex params).
@@ -361,7 +362,8 @@ def adam(
       eps: added to the denominator outside the square root, >= 0.
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nesterov: Dozat's Nesterov look-ahead, as in ``optax.nadam``.
       amsgrad: keep a running maximum of the second moment.
       max_of: with ``amsgrad``: ``"raw"`` (torch, Keras) or ``"corrected"`` (optax).

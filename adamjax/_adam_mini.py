@@ -271,7 +271,8 @@ def scale_by_adam_mini(
         axes)``); ``None`` is ``adam_mini_partition(n_heads)``.
       n_heads: passed to the default partition (ignored with a ``partition``).
       mu_dtype: storage of ``mu``: None (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -442,7 +443,8 @@ def adam_mini(
       partition: ``partition(name, shape)``, see :func:`~adamjax.scale_by_adam_mini`.
       n_heads: the number of heads, for the default partition of rank-2 query/key kernels.
       mu_dtype: storage of the first moment: None (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the block second moments, as ``mu_dtype``.
 
     Returns:

@@ -78,7 +78,8 @@ def scale_by_adamax(
       eps: see ``eps_mode``, >= 0.
       eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -198,7 +199,8 @@ def adamax(
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the infinity norm, as ``mu_dtype``.
 
     Returns:
@@ -263,7 +265,8 @@ def adamaxw(
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       eps_mode: ``"max"`` (torch, optax) or ``"denominator"`` (Keras).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the infinity norm, as ``mu_dtype``.
 
     Returns:

@@ -94,7 +94,8 @@ def scale_by_adan(
       eps_root: added inside the square root, >= 0.
       difference_weight: ``"b2"`` (paper, authors, pytorch_optimizer) or ``"1-b2"`` (optax).
       mu_dtype: storage of ``mu`` and ``mu_diff``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
       prev_grad_dtype: storage of ``prev_grad``, as ``mu_dtype``. The default keeps the
         gradient exactly, so the difference of two close gradients is not drowned in rounding.
@@ -281,7 +282,8 @@ def adan(
       difference_weight: ``"b2"`` (paper, authors) or ``"1-b2"`` (optax), see
         :func:`~adamjax.scale_by_adan`.
       mu_dtype: storage of the two first moments: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
       prev_grad_dtype: storage of the previous gradient, as ``mu_dtype``.
 

@@ -238,7 +238,8 @@ def scale_by_ademamix(
       eps: added to the denominator outside the square root, >= 0.
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of both EMAs: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -375,7 +376,8 @@ def ademamix(
       eps: added to the denominator outside the square root, >= 0.
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of both EMAs: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       weight_decay: :math:`\lambda`, decoupled and multiplied by the learning rate, as in the
         paper's Algorithm 1, a number >= 0 or a schedule.
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
@@ -446,7 +448,8 @@ def scale_by_simplified_ademamix(
         \beta_{1,i}` (:math:`(1-\beta_1^t)/(1-\beta_1)` for a constant :math:`\beta_1`), the
         authors' ``bias_correction1=True``; off by default, as in their code and optax.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -586,7 +589,8 @@ def simplified_ademamix(
       bias_correction_mu: divide the step by the momentum's accumulated weight (see
         :func:`~adamjax.scale_by_simplified_ademamix`).
       mu_dtype: storage of the momentum: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:

@@ -122,7 +122,8 @@ def scale_by_adopt(
       b2: decay of the second moment, in [0, 1), or a schedule.
       eps: the floor of (or addition to) :math:`\sqrt{v}`, >= 0.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nesterov: return :math:`\beta_1 m_t + (1-\beta_1) n_t` instead of :math:`m_t`
         (``optax.contrib.adopt(nesterov=True)``).
       use_clipping: clip the normalized gradient to :math:`[-c_t, c_t]`.
@@ -299,7 +300,8 @@ def adopt(
       b2: decay of the second moment, in [0, 1), or a schedule.
       eps: the floor of :math:`\sqrt{v}` (or its addition, see ``eps_mode``), >= 0.
       mu_dtype: storage of the momentum: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nesterov: Nesterov's look-ahead of the momentum (``optax.contrib.adopt``).
       use_clipping: clip the normalized gradient.
       clip_value_fn: the clip value as a function of the step, default :math:`x^{1/4}`

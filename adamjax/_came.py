@@ -79,7 +79,8 @@ def scale_by_came(
       b3: :math:`\beta_3`, the instability's decay, in [0, 1).
       eps: :math:`\epsilon_2`, added to the instability, >= 0.
       mu_dtype: storage of ``mu``: None (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage dtype of ``res_row`` and ``res_col``; ``None`` follows the params.
 
     Returns:
@@ -214,7 +215,8 @@ def came(
       decoupled_weight_decay: decay the params directly (default) rather than add to the
         gradient.
       mu_dtype: storage of the first moment: None (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage dtype of the factored statistics; ``None`` follows the params.
 
     Returns:

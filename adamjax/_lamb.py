@@ -226,7 +226,8 @@ def lamb(
         :func:`~adamjax.scale_by_adam`) or ``"atan2"`` (:math:`\operatorname{atan2}(\hat m,
         \sqrt{\hat v})` replaces the division, eps unused; see :func:`~adamjax.adam_atan2`).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:

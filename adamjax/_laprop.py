@@ -97,7 +97,8 @@ def scale_by_laprop(
       eps: added to the denominator outside the square root, >= 0 (the authors': 1e-15).
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       eps_mode: ``"paper"`` (authors, timm) or ``"hat"`` (pytorch_optimizer), see above.
       nu_dtype: storage of ``nu``, as ``mu_dtype`` (real for complex params).
       centered: divide by the centered second moment (the authors' ``centered``).
@@ -285,7 +286,8 @@ def laprop(
       eps: added to the denominator outside the square root, >= 0.
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of the momentum: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       weight_decay: decoupled decay :math:`\lambda`, a number >= 0 or a schedule. ``update``
         needs ``params`` unless it is the constant 0.
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).

@@ -98,7 +98,8 @@ def scale_by_nadam(
       eps: added to the denominator outside the square root, >= 0.
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       momentum_decay: :math:`\psi`, >= 0 (torch's ``momentum_decay``).
       eps_mode: ``"paper"`` (torch) or ``"hat"``, see :func:`~adamjax.scale_by_adam`.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
@@ -222,7 +223,8 @@ def nadam(
       eps: added to the denominator, >= 0.
       eps_root: added inside the square root, >= 0.
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       momentum_decay: :math:`\psi` of the momentum schedule, >= 0.
       weight_decay: :math:`\lambda`, a number >= 0 or a schedule.
       decoupled_weight_decay: ``False`` (torch's default): L2, :math:`g_t + \lambda\theta_{t-1}`

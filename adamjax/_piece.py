@@ -16,7 +16,10 @@ from adamjax import _validation as v
 ScalarOrSchedule = optax.ScalarOrSchedule
 
 #: What ``mu_dtype`` and ``nu_dtype`` accept.
-FORMAT_DOC = "None (the params' dtype), a dtype, adamjax.stochastic_bf16() or adamjax.q8()"
+FORMAT_DOC = (
+    "None (the params' dtype), a dtype, adamjax.stochastic_bf16() or adamjax.q8(), each also "
+    "through adamjax.step_from_stored"
+)
 
 
 def check_moment_options(

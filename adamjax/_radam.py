@@ -105,7 +105,8 @@ def scale_by_radam(
         :func:`~adamjax.scale_by_adam`) in both phases, as ``optax.scale_by_radam(nesterov=True)``.
       eps_mode: ``"hat"`` (torch, authors' code) or ``"paper"`` (optax).
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -262,7 +263,8 @@ def radam(
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       eps_mode: ``"hat"`` (torch) or ``"paper"`` (optax).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:

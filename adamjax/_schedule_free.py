@@ -479,7 +479,8 @@ def schedule_free_adamw(
         :func:`schedule_free`.
       eps_root: added inside the square root, >= 0.
       nu_dtype: storage of the second moment: None (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       convention: ``"schedulefree"`` or ``"optax"``, see above.
 
     Returns:

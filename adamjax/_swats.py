@@ -52,8 +52,8 @@ Conventions (the choices Algorithm 1 leaves open, or where adamjax departs from 
   rounding of :math:`c_k` into the test.
 * **Storage.** ``mu_dtype`` stores both :math:`m_k` and the SGD momentum, ``nu_dtype``
   :math:`v_k`; each accepts every format of :mod:`adamjax._formats` (a dtype,
-  ``adamjax.stochastic_bf16()``, ``adamjax.q8()``). The step is computed in at least float32
-  from the decoded moments, as in :func:`adamjax.scale_by_adam`.
+  ``adamjax.stochastic_bf16()``, ``adamjax.q8()``, :func:`adamjax.step_from_stored`). The step
+  is computed in at least float32 from the decoded moments, as in :func:`adamjax.scale_by_adam`.
 * **float32.** :math:`1-\beta^k` rounded to float32 is off by up to ~1e-5 relative
   (:math:`\beta^k` itself is rounded), so :math:`\hat m_k`, :math:`\hat v_k` and with them
   :math:`\gamma_k` jitter at that level from step to step. The paper's test, 1e-9 absolute at
@@ -635,7 +635,8 @@ def scale_by_swats(
       sgd_schedule: ``"relative"`` or ``"fixed"``: whether the learning rate's change since the
         switch rescales :math:`\Lambda`.
       mu_dtype: storage of ``mu`` and ``momentum``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype`` (real for complex params).
 
     Returns:
@@ -802,7 +803,8 @@ def swats(
       sgd_schedule: ``"relative"`` (the SGD rate follows the learning rate's changes since the
         switch) or ``"fixed"`` (the paper's constant :math:`\Lambda`).
       mu_dtype: storage of the first moment and SGD momentum: ``None`` (the params' dtype), a
-        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        dtype, ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:

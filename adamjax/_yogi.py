@@ -83,7 +83,8 @@ def scale_by_yogi(
       bias_correction_mu: divide :math:`m_t` by :math:`1 - \beta_1^t`.
       bias_correction_nu: divide :math:`v_t` by :math:`1 - \beta_2^t`.
       mu_dtype: storage of ``mu``: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of ``nu``, as ``mu_dtype``.
 
     Returns:
@@ -215,7 +216,8 @@ def yogi(
         ``False`` adds :math:`\lambda\theta` to the gradient (L2).
       mask: which leaves to decay (see :func:`~adamjax.add_decayed_weights`).
       mu_dtype: storage of the first moment: ``None`` (the params' dtype), a dtype,
-        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``.
+        ``adamjax.stochastic_bf16()`` or ``adamjax.q8()``, each also through
+        ``adamjax.step_from_stored``.
       nu_dtype: storage of the second moment, as ``mu_dtype``.
 
     Returns:
