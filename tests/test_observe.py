@@ -838,8 +838,7 @@ def test_bad_transformation_and_missing_state():
 
 @pytest.mark.parametrize("size", [3000, 300_000])
 def test_reductions_of_small_and_large_leaves_match_float64(size):
-    """Leaves up to 2**17 entries reduce their arrays in one variadic reduction, larger ones
-    with one plain reduction each; both give the float64 values."""
+    """The pooled metrics of a tree with a small and a large leaf against float64 NumPy."""
     rng = np.random.default_rng(3)
     params = {"big": jnp.asarray(rng.normal(size=size), jnp.float32), "b": jnp.ones(5)}
     grads = {"big": jnp.asarray(rng.normal(size=size), jnp.float32), "b": jnp.arange(5.0)}
