@@ -224,7 +224,9 @@ def _laprop_view(state: ScaleByLapropState, grads: Any) -> _piece.View:
     v_max = _piece.corrected_tree(state.nu_max, last.v_correction)
     if state.centered_from is not None:
         in_use = state.count >= state.centered_from
-        v_max = jax.tree.map(lambda a, b: jnp.where(in_use, a, b), v_max, view.statistic)
+        v_max = jax.tree.map(
+            lambda a, b: jnp.where(in_use, a, _piece.value(b)), v_max, view.statistic
+        )
     scale_of = _piece.each(v_max, lambda x: mo.inverse_denominator(x, last))
     return view._replace(statistic=v_max, scale_of=scale_of, v_hat=v_max)
 

@@ -234,7 +234,8 @@ def _update_clipping(
         grads = updates
         updates, state = tx.update(grads, state, params, **extra_args)
         view = view_of(state, grads)
-        rms = jax.tree.map(rms_leaf, grads, view.v_hat, view.scale_of, view.statistic)
+        values = [jax.tree.map(_piece.value, tree) for tree in (view.v_hat, view.statistic)]
+        rms = jax.tree.map(rms_leaf, grads, values[0], view.scale_of, values[1])
         updates = jax.tree.map(
             lambda u, r: (u / jnp.maximum(1, r / threshold)).astype(u.dtype), updates, rms
         )

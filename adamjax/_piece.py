@@ -179,12 +179,43 @@ def corrected_tree(tree: Any, correction: jax.Array) -> Any:
     return jax.tree.map(lambda x: real(x) / correction.astype(real(x).dtype), tree)
 
 
-def first_moment_view(mu: Any, last: _moments.StepScalars) -> Any:
-    r""":math:`|\hat m|` from the stored first moment and the recorded correction."""
+class Scaled:
+    """A view's leaf given as ``entries`` divided by a positive scalar ``divisor`` (a recorded
+    bias correction), kept apart: diagnostics divide a sum or an extreme of the entries once,
+    rather than every entry before several reductions. XLA's CPU backend writes an elementwise
+    result that several reductions read out to memory first (a temporary the size of the leaf);
+    the raw stored moment is there already. Not a pytree node: tree functions see one leaf."""
 
-    def leaf(m: jax.Array) -> jax.Array:
-        magnitude = jnp.abs(m.astype(_moments.compute_dtype(m.dtype)))
-        return magnitude / last.m_correction.astype(magnitude.dtype)
+    def __init__(self, entries: jax.Array, divisor: jax.Array) -> None:
+        self.entries = entries
+        self.divisor = divisor.astype(entries.dtype)
+
+    @property
+    def size(self) -> int:
+        return self.entries.size
+
+    def value(self) -> jax.Array:
+        """The entries divided by the divisor, per entry."""
+        return self.entries / self.divisor
+
+
+def value(x: Any) -> jax.Array:
+    """A view leaf's values per entry: :meth:`Scaled.value` of a :class:`Scaled`, else ``x``."""
+    return x.value() if isinstance(x, Scaled) else x
+
+
+def corrected_view(tree: Any, correction: jax.Array) -> Any:
+    """:func:`corrected_tree` as a tree of :class:`Scaled` leaves, for a view's ``statistic``,
+    ``m_hat`` or ``v_hat``."""
+    return jax.tree.map(lambda x: Scaled(real(x), correction), tree)
+
+
+def first_moment_view(mu: Any, last: _moments.StepScalars) -> Any:
+    r""":math:`|\hat m|` from the stored first moment and the recorded correction, as
+    :class:`Scaled` leaves."""
+
+    def leaf(m: jax.Array) -> Scaled:
+        return Scaled(jnp.abs(m.astype(_moments.compute_dtype(m.dtype))), last.m_correction)
 
     return jax.tree.map(leaf, mu)
 
@@ -198,6 +229,6 @@ def adam_view(state: Any, grads: Any) -> View:
     """The view of a state with Adam's ``mu``, ``nu`` and ``last_step``."""
     del grads
     last = state.last_step
-    v_hat = corrected_tree(state.nu, last.v_correction)
+    v_hat = corrected_view(state.nu, last.v_correction)
     scale_of = each(v_hat, lambda x: _moments.inverse_denominator(x, last))
     return View(v_hat, scale_of, False, first_moment_view(state.mu, last), v_hat)
