@@ -611,10 +611,6 @@ def _pool_statistic(
             for target in targets(name):
                 declare(target)
             continue
-        if histogram:
-            # The histogram compares every entry's factor with each inner edge; from the
-            # statistic divided once (XLA writes it out), not divided again per comparison.
-            x = _piece.value(x)
 
         def eta(y: jax.Array, scale_of: Callable = scale_of) -> jax.Array:
             s = scale_of(y)
