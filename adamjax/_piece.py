@@ -121,7 +121,9 @@ class View(NamedTuple):
     through square roots and divisions). The factor is the effective learning rate divided by the
     learning rate, or, when ``lr_included`` (the piece applies its learning rate), the effective
     learning rate itself. ``fractions`` holds per-entry booleans whose pooled mean is reported;
-    ``scalars`` holds global values, ``leaf_scalars`` per-leaf ones.
+    ``scalars`` holds global values, ``leaf_scalars`` per-leaf ones. A leaf of ``statistic``,
+    ``m_hat`` or ``v_hat`` may be a :class:`Scaled` (the raw moment and its correction apart);
+    code that needs its per-entry values calls :func:`value`.
     """
 
     statistic: Any = None
