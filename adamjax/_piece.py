@@ -15,12 +15,6 @@ from adamjax import _validation as v
 #: A learning rate or a decay, given as a number, an array, or an optax schedule of the step.
 ScalarOrSchedule = optax.ScalarOrSchedule
 
-#: What ``mu_dtype`` and ``nu_dtype`` accept.
-FORMAT_DOC = (
-    "None (the params' dtype), a dtype, adamjax.stochastic_bf16() or adamjax.q8(), each also "
-    "through adamjax.step_from_stored"
-)
-
 
 def check_moment_options(
     fn: str, *, b1: Any, b2: Any, eps: Any, eps_root: Any, mu_dtype: Any, nu_dtype: Any

@@ -3,17 +3,18 @@
 Run from the repository root (pytest does not collect this file; a full run takes minutes)::
 
     python tests/optax_suite.py [--files alias transform combining state_utils common]
-        [-k EXPR] [--json out.json] [--no-swap] [--strict] [--keep]
+        [-k EXPR] [--json out.json] [--no-swap] [--strict] [--keep] [--jobs N]
 
 The test files ship in the installed optax wheel; they are copied into a temporary directory and
-run by pytest, one subprocess per file. There a generated ``conftest.py`` calls :func:`apply_swaps`
-before collection: each :data:`SWAPS` entry replaces the optax object wherever an ``optax*``
-module binds it (``optax.adam``, ``optax._src.alias.adam``), so optax's own aliases built on a
-swapped piece (``sgd`` on ``scale_by_learning_rate``) use adamjax's too. An entry's keyword
-options pick optax's convention where adamjax defaults to another and are added only where the
-caller leaves them unbound; arguments pass through unchanged, so a positional-order difference
-fails as it would for a user (the signature differences are also printed). ``--no-swap`` is the
-baseline: the same files unpatched.
+run by pytest, one subprocess per file, ``--jobs`` of them at once (2 by default). There a
+generated ``conftest.py`` calls :func:`apply_swaps` before collection: each :data:`SWAPS` entry
+replaces the optax object wherever an ``optax*`` module binds it (``optax.adam``,
+``optax._src.alias.adam``), so optax's own aliases built on a swapped piece (``sgd`` on
+``scale_by_learning_rate``) use adamjax's too. An entry's keyword options pick optax's
+convention where adamjax defaults to another and are added only where the caller leaves them
+unbound; arguments pass through unchanged, so a positional-order difference fails as it would
+for a user (the signature differences are also printed). ``--no-swap`` is the baseline: the same
+files unpatched.
 
 Per file it prints passed/failed/errors/skipped from ``--junitxml`` (per test: failing subtests
 count once) and each failing test id with its absl parameters and a one-line error (the
@@ -28,6 +29,7 @@ import fnmatch
 import functools
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +38,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -192,12 +195,12 @@ def apply_swaps() -> dict[str, dict[str, list[str]]]:
 
 
 CONFTEST = """\
-import importlib.util, json
+import importlib.util, json, os
 _spec = importlib.util.spec_from_file_location("_adamjax_optax_suite", {script!r})
 _suite = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_suite)
 if {swap!r}:
-    with open("swaps.json", "w") as _f:
+    with open(os.environ["ADAMJAX_SWAPS_JSON"], "w") as _f:
         json.dump(_suite.apply_swaps(), _f, indent=1)
 
 def pytest_collection_modifyitems(items):  # absl's parameters, for the report
@@ -250,9 +253,10 @@ def _run_file(key: str, tmp: Path, k_expr: str | None) -> dict[str, Any]:
     xml_path, log_path = tmp / f"{key}.xml", tmp / f"{key}.log"
     k_args = ["-k", k_expr] if k_expr else []
     cmd = [sys.executable, *PYTEST, f"--junitxml={xml_path}", Path(FILES[key]).name, *k_args]
+    env = {**os.environ, "ADAMJAX_SWAPS_JSON": str(tmp / f"{key}.swaps.json")}
     start = time.perf_counter()
     with log_path.open("w") as log:
-        rc = subprocess.run(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
     if not xml_path.exists():
         tail = "\n".join(log_path.read_text().splitlines()[-20:])
         raise RuntimeError(f"pytest wrote no report for {key} (exit {rc}):\n{tail}")
@@ -267,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-swap", action="store_true", help="run optax's tests unpatched")
     parser.add_argument("--strict", action="store_true", help="exit 1 on unknown failures")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="test files run at once (default: 2, or 1 on a 1-core machine)",
+    )
     args = parser.parse_args(argv)
 
     import optax  # only to find the installed test files
@@ -280,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
     mode = "no-swap" if args.no_swap else "swap"
     print(f"optax {optax.__version__} tests, {mode}, in {tmp}")
+    # Files run in FILES order on `jobs` workers: alias, the longest, beside all the others.
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        futures = {key: pool.submit(_run_file, key, tmp, args.k_expr) for key in args.files}
     results: dict[str, Any] = {}
     for key in args.files:
-        results[key] = res = _run_file(key, tmp, args.k_expr)
+        results[key] = res = futures[key].result()
         print(
             f"\n== {FILES[key]}: {res['passed']} passed, {res['failed']} failed, "
             f"{res['errors']} errors, {res['skipped']} skipped ({res['seconds']} s)"
@@ -290,7 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         for fail in res["failures"]:
             params = f"  [{fail['params'][:120]}]" if fail["params"] else ""
             print(f"  {fail['id']}{params}\n      {fail['error']}")
-    swaps = json.loads((tmp / "swaps.json").read_text()) if (tmp / "swaps.json").exists() else {}
+    # Every file's process applies the same swaps; the bindings found differ with the modules
+    # it imports, so the report merges them.
+    swaps: dict[str, Any] = {}
+    for key in args.files:
+        path = tmp / f"{key}.swaps.json"
+        for name, swap in (json.loads(path.read_text()) if path.exists() else {}).items():
+            merged = swaps.setdefault(name, {**swap, "bound": []})
+            merged["bound"] = sorted(set(merged["bound"]) | set(swap["bound"]))
     if swaps:
         bindings = ", ".join(f"{name} ({len(swap['bound'])})" for name, swap in swaps.items())
         print(f"\nswapped (bindings): {bindings}")

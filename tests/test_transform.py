@@ -165,7 +165,9 @@ def test_pieces_are_pure_and_reusable():
 
 
 @pytest.mark.parametrize(
-    "weight_decay", [0.1, jnp.asarray(0.1, jnp.float32), lambda count: 0.1], ids=str
+    "weight_decay",
+    [0.1, jnp.asarray(0.1, jnp.float32), lambda count: 0.1],
+    ids=["float", "float32-array", "schedule"],
 )
 def test_decay_keeps_the_update_dtype(weight_decay):
     """A float32 array or schedule decay does not promote bfloat16 updates to float32."""
