@@ -27,7 +27,7 @@ import jax
 import optax
 
 import adamjax
-from benchmarks.workloads import count, gpt2_small_shapes, random_tree
+from benchmarks.workloads import allocator, count, gpt2_small_shapes, random_tree
 
 
 def contenders() -> dict[str, optax.GradientTransformation]:
@@ -146,7 +146,7 @@ def main() -> None:
     device = jax.devices()[0].device_kind.replace(" ", "_")
     path = args.out / f"diagnostics_overhead_{jax.default_backend()}_{device}.json"
     machine = dict(platform=platform.platform(), processor=platform.processor(),
-                   jax=jax.__version__, optax=optax.__version__)  # fmt: skip
+                   jax=jax.__version__, optax=optax.__version__, allocator=allocator())  # fmt: skip
     record = dict(machine=machine, params=n, reps=args.reps, results=results, compile=compile_rows)
     path.write_text(json.dumps(record, indent=1))
     print(f"\nwrote {path}")

@@ -64,7 +64,7 @@ import numpy as np
 import optax
 
 import adamjax
-from benchmarks.workloads import count, gpt2_small_shapes
+from benchmarks.workloads import allocator, count, gpt2_small_shapes
 
 LR, WD = 1e-3, 1e-2
 RESULTS = Path(__file__).parent / "results"
@@ -526,6 +526,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "allocator": allocator(),
     }
     if _torch_available():
         import torch

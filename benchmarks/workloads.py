@@ -1,6 +1,10 @@
-"""Parameter trees the benchmarks time: shapes only, filled with random float32 data."""
+"""Parameter trees the benchmarks time (shapes only, filled with random float32 data), and the
+allocator settings their records keep."""
 
 from __future__ import annotations
+
+import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -38,3 +42,14 @@ def random_tree(shapes: dict[str, tuple[int, ...]], seed: int, scale: float = 1.
 
 def count(shapes: dict[str, tuple[int, ...]]) -> int:
     return int(sum(np.prod(s, dtype=np.int64) for s in shapes.values()))
+
+
+def allocator() -> dict[str, str]:
+    """The environment variables that choose or tune the C allocator this process runs with
+    (``LD_PRELOAD``, jemalloc's ``MALLOC_CONF``, glibc's ``MALLOC_*_`` and ``GLIBC_TUNABLES``),
+    for a benchmark's record: on XLA's CPU backend they change the time of steps that write
+    temporaries (see docs/performance.md, "The allocator")."""
+    names = ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES")
+    return {
+        k: v for k, v in sorted(os.environ.items()) if k in names or re.fullmatch("MALLOC_.*_", k)
+    }
