@@ -1,7 +1,8 @@
 """Time of a jitted AdamW train-step update with and without ``adamjax.with_diagnostics``.
 
 Run as ``python -m benchmarks.diagnostics_overhead [--reps N] [--compile-leaves 100,400,1000]``.
-In one process and with interleaved repetitions, each contender runs a jitted step that donates
+In one process and with interleaved repetitions (in a new, seeded order each time, so that no
+contender always follows the same one), each contender runs a jitted step that donates
 params and optimizer state: ``updates, state = tx.update(grads, state, params)``, then
 ``params = optax.apply_updates(params, updates)``, returning the metrics dict when wrapped. Each
 contender first runs ``--warmup`` untimed steps (10), so that ``every=10`` has run its reducing
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -129,8 +131,13 @@ def main() -> None:
             warmup.append(time.perf_counter() - t0)
         runs[name] = dict(compiled=compiled, params=params, state=state, times=[],
                           compile_s=compile_s, warmup=warmup)  # fmt: skip
-    for _ in range(args.reps):  # interleaved repetitions
-        for run in runs.values():
+    # Interleaved repetitions, in a new order each time (seeded): with glibc's allocator a step
+    # that follows one which released large temporaries runs slower, so a fixed order would
+    # charge that to whichever contender comes after the heaviest.
+    order, shuffle = list(runs.values()), random.Random(0).shuffle
+    for _ in range(args.reps):
+        shuffle(order)
+        for run in order:
             t0 = time.perf_counter()
             out = run["compiled"](run["params"], run["state"], grads)
             run["params"], run["state"], metrics = out
